@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make train` and `make test`. Both install first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install train test test-fast lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch/torchvision pinned here: these wheels lie on the build machines' disk.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[dev,sweep]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install litseg with its dev and sweep extras
+
+train: install  ## train the default experiment (U-Net on the generated shapes data)
+	$(PY) train.py $(ARGS)
+
+test: install  ## run the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+test-fast: install  ## skip the slow tests
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lint: install  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  ## ruff format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove logs and caches (keeps .venv)
+	rm -rf logs outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

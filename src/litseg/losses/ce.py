@@ -1,0 +1,37 @@
+"""Cross-entropy for multiclass segmentation: torch's loss with litseg's task contract."""
+
+import torch
+from torch import nn
+
+from litseg.tasks import check_task
+
+
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """torch.nn.CrossEntropyLoss taking ``ignore_index=None`` and list class weights.
+
+    Args:
+        task: must be multiclass (declared so a mismatch is caught before training).
+        ignore_index: target value whose pixels are left out (None: none).
+        class_weights: one weight per class, or None.
+        label_smoothing: as in torch.
+    """
+
+    supported_tasks = ("multiclass",)
+
+    def __init__(
+        self,
+        task: str = "multiclass",
+        ignore_index: int | None = None,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float)
+        super().__init__(
+            weight=weight,
+            ignore_index=-100 if ignore_index is None else ignore_index,
+            label_smoothing=label_smoothing,
+        )
+        self.task = check_task(task, "loss.task")
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits, target.long())

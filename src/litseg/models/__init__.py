@@ -1,0 +1,1 @@
+"""Segmentation models: every one maps (N, C_in, H, W) images to (N, num_classes, H, W) logits."""

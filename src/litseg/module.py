@@ -1,0 +1,123 @@
+"""SegmentationModule: the training, validation and test logic shared by every model and loss."""
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from torch import nn
+
+from litseg.metrics import build_metrics, predictions, summarize
+from litseg.tasks import check_num_classes, check_task
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+class SegmentationModule(LightningModule):
+    """Trains a segmentation network with one loss and logs the DESIGN.md metric names.
+
+    Args:
+        net: maps images to logits, or to ``{"out": logits, "aux": logits}`` (torchvision).
+        loss: a loss taking ``(logits, target)``.
+        task, num_classes, ignore_index, class_names: from the data config.
+        optimizer: partial taking the parameters (a Hydra ``_partial_``).
+        scheduler: partial taking the optimizer, or None.
+        scheduler_interval: ``epoch`` or ``step``.
+        monitor: metric a plateau scheduler follows.
+        aux_weight: weight of the auxiliary head's loss when the net has one.
+        threshold: probability threshold for binary and multilabel predictions.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        task: str,
+        num_classes: int,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        ignore_index: int | None = None,
+        class_names: list[str] | None = None,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val/mIoU",
+        aux_weight: float = 0.4,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        check_task(task)
+        check_num_classes(task, num_classes)
+        if class_names is None:
+            class_names = [str(i) for i in range(num_classes)]
+        class_names = list(class_names)
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"data.class_names has {len(class_names)} names but data.num_classes={num_classes}"
+            )
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler"], logger=False
+        )
+        self.net = net
+        self.loss_fn = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.class_names = class_names
+        self.val_metrics = build_metrics(task, num_classes, ignore_index)
+        self.test_metrics = build_metrics(task, num_classes, ignore_index)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C, H, W) for a batch of images; auxiliary outputs are dropped."""
+        out = self.net(images)
+        return out["out"] if isinstance(out, Mapping) else out
+
+    def _loss(self, out: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor):
+        if not isinstance(out, Mapping):
+            return out, self.loss_fn(out, target)
+        loss = self.loss_fn(out["out"], target)
+        if "aux" in out and self.hparams.aux_weight:
+            loss = loss + self.hparams.aux_weight * self.loss_fn(out["aux"], target)
+        return out["out"], loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        _, loss = self._loss(self.net(batch["image"]), batch["mask"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch["image"].shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        logits, loss = self._loss(self.net(batch["image"]), batch["mask"])
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(predictions(logits, self.hparams.task, self.hparams.threshold),
+                       batch["mask"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val",
+                 batch_size=batch["image"].shape[0], sync_dist=True)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        values = summarize(metrics.compute(), stage, self.class_names)
+        metrics.reset()
+        self.log(f"{stage}/mIoU", values.pop(f"{stage}/mIoU"), prog_bar=True)
+        self.log_dict(values)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = {
+            "scheduler": self.scheduler_factory(optimizer),
+            "interval": self.hparams.scheduler_interval,
+            "monitor": self.hparams.monitor,
+        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

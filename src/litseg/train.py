@@ -1,0 +1,93 @@
+"""The training run behind ``python train.py``: fit, validate, test the best checkpoint."""
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from litseg.callbacks import StoreRunConfig
+from litseg.utils.instantiate import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+)
+from litseg.utils.summary import to_floats, write_summary
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """This run's folder (Hydra's output dir, or paths.output_dir outside Hydra)."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, then test the best checkpoint; return the final metrics and where things live.
+
+    The returned dict holds ``metrics`` (val and test), ``best_checkpoint`` and ``run_dir``.
+    """
+    started = time.time()
+    run_dir = output_dir(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [*build_callbacks(cfg), StoreRunConfig(resolved)]
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(to_floats(trainer.callback_metrics))
+
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint else ""
+    if cfg.get("test") and "test" in datamodule.split_args and not trainer.fast_dev_run:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update(to_floats(trainer.callback_metrics))
+
+    result = {
+        "run_dir": str(run_dir),
+        "best_checkpoint": best or None,
+        "monitor": cfg.monitor.metric,
+        "best_score": float(checkpoint.best_model_score)
+        if checkpoint and checkpoint.best_model_score is not None
+        else None,
+        "epochs": trainer.current_epoch,
+        "metrics": dict(sorted(metrics.items())),
+    }
+    if trainer.is_global_zero:
+        write_summary(run_dir / "summary.json", task="train", **result,
+                      duration_s=round(time.time() - started, 1),
+                      overrides=_overrides())
+        _report(result, time.time() - started)
+    return result
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _report(result: dict[str, Any], seconds: float) -> None:
+    """Tell the user where the run lives and its final validation metrics."""
+    log.info("Run directory: %s", result["run_dir"])
+    if result["best_checkpoint"]:
+        log.info("Best checkpoint: %s", result["best_checkpoint"])
+    shown = {k: v for k, v in result["metrics"].items()
+             if k.startswith(("val/", "test/")) and "/IoU_" not in k}
+    log.info("Final metrics after %.0f s: %s", seconds,
+             ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))

@@ -1,0 +1,78 @@
+"""Turn the composed config into objects: the one place that reads config groups."""
+
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning import Callback, LightningDataModule
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from litseg.errors import ConfigError
+from litseg.losses import check_loss_fits_task
+from litseg.module import SegmentationModule
+from litseg.tasks import check_num_classes, check_task
+
+
+def group_choice(group: str) -> str | None:
+    """The option chosen for a config group (e.g. ``dice_ce`` for loss), when under Hydra."""
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.choices.get(group)
+    return None
+
+
+def require(cfg: DictConfig, key: str) -> Any:
+    """``cfg[key]``, or a ConfigError naming the key when it is missing or empty."""
+    value = OmegaConf.select(cfg, key, default=None)
+    if value is None:
+        raise ConfigError(f"config key '{key}' is missing; set it on the command line "
+                          f"(e.g. {key}=...) or in its config group")
+    return value
+
+
+def build_datamodule(cfg: DictConfig) -> LightningDataModule:
+    """The data module with its train and eval augmentation pipelines."""
+    check_task(require(cfg, "data.task"))
+    check_num_classes(cfg.data.task, require(cfg, "data.num_classes"))
+    augment = cfg.get("augment") or {}
+    return instantiate(
+        cfg.data,
+        train_transform=instantiate(augment["train"]) if "train" in augment else None,
+        eval_transform=instantiate(augment["eval"]) if "eval" in augment else None,
+    )
+
+
+def build_module(cfg: DictConfig) -> SegmentationModule:
+    """Model + loss + optimizer (+ scheduler) in a SegmentationModule; checks loss vs task."""
+    loss = instantiate(require(cfg, "loss"))
+    check_loss_fits_task(loss, cfg.data.task, group_choice("loss"))
+    net = instantiate(require(cfg, "model"))
+    scheduler_cfg = cfg.get("scheduler")
+    return instantiate(
+        require(cfg, "module"),
+        net=net,
+        loss=loss,
+        optimizer=instantiate(require(cfg, "optimizer")),
+        scheduler=instantiate(scheduler_cfg) if scheduler_cfg else None,
+    )
+
+
+def _instantiate_all(group: DictConfig | None, kind: str) -> list[Any]:
+    objects = []
+    for name, node in (group or {}).items():
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"{kind}.{name} has no _target_; expected a {kind} config")
+        objects.append(instantiate(node))
+    return objects
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Every callback under ``callbacks`` (a null entry switches one off)."""
+    return _instantiate_all(cfg.get("callbacks"), "callbacks")
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """Every logger under ``logger`` (a null entry switches one off)."""
+    return _instantiate_all(cfg.get("logger"), "logger")
