@@ -68,18 +68,26 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     module.load_state_dict(checkpoint["state_dict"])
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False,
-                                     callbacks=[])
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=[])
     if split == "test":
         trainer.test(module, datamodule=datamodule)
     else:
         trainer.validate(module, datamodule=datamodule)
     metrics = to_floats(trainer.callback_metrics)
     run_dir = output_dir(cfg)
-    result = {"run_dir": str(run_dir), "checkpoint": str(ckpt_path), "split": split,
-              "metrics": dict(sorted(metrics.items()))}
+    result = {
+        "run_dir": str(run_dir),
+        "checkpoint": str(ckpt_path),
+        "split": split,
+        "metrics": dict(sorted(metrics.items())),
+    }
     if trainer.is_global_zero:
-        write_summary(run_dir / "summary.json", task="eval", **result,
-                      duration_s=round(time.time() - started, 1), overrides=_cli_overrides())
+        write_summary(
+            run_dir / "summary.json",
+            task="eval",
+            **result,
+            duration_s=round(time.time() - started, 1),
+            overrides=_cli_overrides(),
+        )
         log.info("Run directory: %s", run_dir)
     return result

@@ -54,9 +54,7 @@ class SegmentationModule(LightningModule):
             raise ValueError(
                 f"data.class_names has {len(class_names)} names but data.num_classes={num_classes}"
             )
-        self.save_hyperparameters(
-            ignore=["net", "loss", "optimizer", "scheduler"], logger=False
-        )
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.loss_fn = loss
         self.optimizer_factory = optimizer
@@ -80,17 +78,30 @@ class SegmentationModule(LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, loss = self._loss(self.net(batch["image"]), batch["mask"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["image"].shape[0])
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["image"].shape[0],
+        )
         return loss
 
     def _eval_step(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         logits, loss = self._loss(self.net(batch["image"]), batch["mask"])
         metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics.update(predictions(logits, self.hparams.task, self.hparams.threshold),
-                       batch["mask"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val",
-                 batch_size=batch["image"].shape[0], sync_dist=True)
+        metrics.update(
+            predictions(logits, self.hparams.task, self.hparams.threshold), batch["mask"]
+        )
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=stage == "val",
+            batch_size=batch["image"].shape[0],
+            sync_dist=True,
+        )
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics

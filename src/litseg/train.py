@@ -33,7 +33,8 @@ def output_dir(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, then test the best checkpoint; return the final metrics and where things live.
 
-    The returned dict holds ``metrics`` (val and test), ``best_checkpoint`` and ``run_dir``.
+    The returned dict holds ``metrics`` (val and test), ``best_checkpoint``, ``run_dir`` and
+    ``objects`` (the trainer, module and datamodule, for callers that inspect them).
     """
     started = time.time()
     run_dir = output_dir(cfg)
@@ -71,10 +72,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "metrics": dict(sorted(metrics.items())),
     }
     if trainer.is_global_zero:
-        write_summary(run_dir / "summary.json", task="train", **result,
-                      duration_s=round(time.time() - started, 1),
-                      overrides=_overrides())
+        write_summary(
+            run_dir / "summary.json",
+            task="train",
+            **result,
+            duration_s=round(time.time() - started, 1),
+            overrides=_overrides(),
+        )
         _report(result, time.time() - started)
+    result["objects"] = {"trainer": trainer, "module": module, "datamodule": datamodule}
     return result
 
 
@@ -87,7 +93,13 @@ def _report(result: dict[str, Any], seconds: float) -> None:
     log.info("Run directory: %s", result["run_dir"])
     if result["best_checkpoint"]:
         log.info("Best checkpoint: %s", result["best_checkpoint"])
-    shown = {k: v for k, v in result["metrics"].items()
-             if k.startswith(("val/", "test/")) and "/IoU_" not in k}
-    log.info("Final metrics after %.0f s: %s", seconds,
-             ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    shown = {
+        k: v
+        for k, v in result["metrics"].items()
+        if k.startswith(("val/", "test/")) and "/IoU_" not in k
+    }
+    log.info(
+        "Final metrics after %.0f s: %s",
+        seconds,
+        ", ".join(f"{k}={v:.4f}" for k, v in shown.items()),
+    )

@@ -33,9 +33,11 @@ class BCELoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.task == "binary":
             target = target.unsqueeze(1)
-        valid = torch.ones_like(logits) if self.ignore_index is None else (
-            target != self.ignore_index
-        ).to(logits.dtype)
+        valid = (
+            torch.ones_like(logits)
+            if self.ignore_index is None
+            else (target != self.ignore_index).to(logits.dtype)
+        )
         target = target.to(logits.dtype) * valid
         loss = F.binary_cross_entropy_with_logits(
             logits, target, reduction="none", pos_weight=self.pos_weight

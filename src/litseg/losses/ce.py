@@ -1,6 +1,7 @@
 """Cross-entropy for multiclass segmentation: torch's loss with litseg's task contract."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from litseg.tasks import check_task
@@ -25,7 +26,9 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float)
+        weight = (
+            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float)
+        )
         super().__init__(
             weight=weight,
             ignore_index=-100 if ignore_index is None else ignore_index,
@@ -34,4 +37,11 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         self.task = check_task(task, "loss.task")
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits, target.long())
+        weight = None if self.weight is None else self.weight.to(logits.dtype)
+        return F.cross_entropy(
+            logits,
+            target.long(),
+            weight=weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )

@@ -21,8 +21,9 @@ def probs_targets_valid(
     if task == "multiclass":
         probs = logits.softmax(dim=1)
         safe = target.masked_fill(valid == 0, 0).long()
+        valid = valid.unsqueeze(1)
         onehot = F.one_hot(safe, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-        return probs, onehot, valid.unsqueeze(1)
+        return probs, onehot * valid, valid
     probs = logits.sigmoid()
     if task == "binary":
         target, valid = target.unsqueeze(1), valid.unsqueeze(1)

@@ -25,8 +25,10 @@ def require(cfg: DictConfig, key: str) -> Any:
     """``cfg[key]``, or a ConfigError naming the key when it is missing or empty."""
     value = OmegaConf.select(cfg, key, default=None)
     if value is None:
-        raise ConfigError(f"config key '{key}' is missing; set it on the command line "
-                          f"(e.g. {key}=...) or in its config group")
+        raise ConfigError(
+            f"config key '{key}' is missing; set it on the command line "
+            f"(e.g. {key}=...) or in its config group"
+        )
     return value
 
 

@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 
 def by_task(task: str, binary: Any, otherwise: Any) -> Any:
     """Pick the binary value when ``task`` is binary, e.g. one output channel instead of C."""
-    return binary if task == "binary" else otherwise
+    value = binary if task == "binary" else otherwise
+    return OmegaConf.create(value) if isinstance(value, list | dict) else value
 
 
 def wandb_offline() -> bool:

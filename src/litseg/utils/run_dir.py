@@ -1,6 +1,7 @@
 """Guard run directories: a folder that already holds a run is never written over."""
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,31 @@ def _is_child_process() -> bool:
     return any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "NODE_RANK"))
 
 
+def _refuse(error: RunDirExistsError) -> None:
+    # Hydra turns exceptions raised in callbacks into warnings; only an exit stops the run.
+    print(f"litseg: error: {error}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 class RefuseExistingRunDir(Callback):
     """Hydra callback: stop before Hydra writes anything into a folder that holds a run."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         if holds_run(run_dir) and not _is_child_process():
-            raise RunDirExistsError(
-                f"hydra.run.dir={run_dir} already holds a run; refusing to overwrite it. "
-                "Choose another hydra.run.dir or remove that folder yourself."
+            _refuse(
+                RunDirExistsError(
+                    f"hydra.run.dir={run_dir} already holds a run; refusing to overwrite it. "
+                    "Choose another hydra.run.dir or remove that folder yourself."
+                )
             )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir() and any(holds_run(p) for p in sweep_dir.iterdir()):
-            raise RunDirExistsError(
-                f"hydra.sweep.dir={sweep_dir} already holds runs; refusing to overwrite them. "
-                "Choose another hydra.sweep.dir."
+            _refuse(
+                RunDirExistsError(
+                    f"hydra.sweep.dir={sweep_dir} already holds runs; refusing to overwrite them. "
+                    "Choose another hydra.sweep.dir."
+                )
             )

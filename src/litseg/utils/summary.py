@@ -15,12 +15,20 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     """The current commit (with ``-dirty`` when the tree has changes), or None outside git."""
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-            capture_output=True, text=True, timeout=10, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -67,8 +75,11 @@ def write_summary(path: str | Path, **fields: Any) -> dict[str, Any]:
         **fields,
         "versions": library_versions(),
         "git_commit": git_commit(Path(__file__).parent),
-        "host": {"machine": platform.machine(), "cpus": torch.get_num_threads(),
-                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "host": {
+            "machine": platform.machine(),
+            "cpus": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
     }
     atomic_write_json(path, summary)
     return summary

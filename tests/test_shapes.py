@@ -1,0 +1,49 @@
+"""The generated shapes dataset: deterministic, varied, and consistent with its labels."""
+
+import numpy as np
+import pytest
+
+from litseg.data.datasets.shapes import CLASS_NAMES, ShapesDataset
+
+
+def test_same_seed_same_images_and_splits_differ() -> None:
+    a, b = ShapesDataset("train", 10, seed=3), ShapesDataset("train", 10, seed=3)
+    for i in range(10):
+        np.testing.assert_array_equal(a.raw(i)[0], b.raw(i)[0])
+        np.testing.assert_array_equal(a.raw(i)[1], b.raw(i)[1])
+    val = ShapesDataset("val", 10, seed=3)
+    assert not np.array_equal(a.raw(0)[0], val.raw(0)[0])
+    assert not np.array_equal(a.raw(0)[0], ShapesDataset("train", 10, seed=4).raw(0)[0])
+
+
+def test_labels_cover_every_class_and_colours_do_not_give_the_class_away() -> None:
+    ds = ShapesDataset("train", 300)
+    counts = np.zeros(len(CLASS_NAMES))
+    mean_colour = {k: [] for k in range(1, len(CLASS_NAMES))}
+    for i in range(len(ds)):
+        image, label = ds.raw(i)
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        assert label.shape == (64, 64) and label.dtype == np.uint8
+        counts += np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
+        for k in mean_colour:
+            if (label == k).any():
+                mean_colour[k].append(image[label == k].mean(axis=0))
+    assert (counts > 0).all()
+    # Per-class average colours are alike: colour alone cannot separate the classes.
+    centres = np.array([np.mean(v, axis=0) for v in mean_colour.values()])
+    assert np.abs(centres[:, None] - centres[None]).max() < 20
+
+
+def test_binary_task_merges_shapes() -> None:
+    multi, binary = ShapesDataset("val", 5), ShapesDataset("val", 5, task="binary")
+    for i in range(5):
+        np.testing.assert_array_equal(binary.raw(i)[1], (multi.raw(i)[1] > 0).astype(np.uint8))
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="split"):
+        ShapesDataset("holdout")
+    with pytest.raises(ValueError, match="data.task"):
+        ShapesDataset(task="multilabel")
+    with pytest.raises(IndexError):
+        ShapesDataset("train", 3).raw(3)
