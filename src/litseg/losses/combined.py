@@ -34,9 +34,7 @@ class WeightedSumLoss(nn.Module):
         self.terms = nn.ModuleDict(dict(terms))
         self.weights = {name: float(weights.get(name, 1.0)) for name in terms}
         shared = set.intersection(*(set(supported_tasks(t)) for t in self.terms.values()))
-        self.supported_tasks = tuple(
-            t for t in ("binary", "multiclass", "multilabel") if t in shared
-        )
+        self.supported_tasks = tuple(t for t in TASKS if t in shared)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sum(w * self.terms[name](logits, target) for name, w in self.weights.items())
