@@ -1,0 +1,153 @@
+"""Logits for whole images of any size: padded whole-image passes, sliding windows, flip TTA.
+
+Every function takes a ``model`` mapping normalised images (N, C, H, W) to logits
+(N, K, H, W) and returns logits at the input's own size; activation stays with the caller.
+The sliding window follows MONAI's ``sliding_window_inference`` (same window positions, same
+gaussian importance map) so both give the same numbers; it is written here to batch the
+windows of several images together and to keep the dependency optional.
+"""
+
+import math
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from litseg.errors import ConfigError
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+MODES = ("whole", "slide")
+TTAS = (None, "none", "flip", "hflip", "vflip")
+
+
+def logits_of(model: Model, images: torch.Tensor) -> torch.Tensor:
+    """The main logits of a model that may return ``{"out": ..., "aux": ...}``."""
+    out = model(images)
+    return out["out"] if isinstance(out, Mapping) else out
+
+
+def model_stride(net: nn.Module, default: int = 32) -> int:
+    """The factor input sizes must be a multiple of: 2**depth for litseg's U-Net, else 32."""
+    down = getattr(net, "down", None)
+    if isinstance(down, nn.ModuleList):
+        return 2 ** len(down)
+    return int(getattr(net, "output_stride", default))
+
+
+def whole(model: Model, images: torch.Tensor, stride: int = 32) -> torch.Tensor:
+    """One pass over the images zero-padded (bottom/right) to a multiple of ``stride``."""
+    h, w = images.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        images = F.pad(images, (0, pw, 0, ph))
+    return logits_of(model, images)[..., :h, :w]
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Window offsets along one axis, as MONAI's ``dense_patch_slices`` places them."""
+    if window >= size:
+        return [0]
+    step = max(int(window * (1 - overlap)), 1)
+    count = next(i for i in range(math.ceil(size / step)) if i * step + window >= size) + 1
+    return [min(i * step, size - window) for i in range(count)]
+
+
+@lru_cache(maxsize=8)
+def gaussian_weights(height: int, width: int, sigma_scale: float = 0.125) -> torch.Tensor:
+    """MONAI's gaussian importance map: 1 at the centre, floored at max(min, 1e-3)."""
+    axes = []
+    for n in (height, width):
+        x = torch.arange(-(n - 1) / 2.0, (n - 1) / 2.0 + 1, dtype=torch.float)
+        axes.append(torch.exp(x**2 / (-2 * (sigma_scale * n) ** 2)))
+    weights = axes[0][:, None] * axes[1][None, :]
+    return weights.clamp(min=max(weights.min().item(), 1e-3))
+
+
+def slide(
+    model: Model,
+    images: torch.Tensor,
+    window: int | tuple[int, int],
+    overlap: float = 0.25,
+    weighting: str = "gaussian",
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Logits from overlapping ``window``-sized crops blended with gaussian (or flat) weights.
+
+    Images smaller than the window are zero-padded around the centre, as MONAI does.
+    """
+    wh, ww = (window, window) if isinstance(window, int) else tuple(window)
+    if not 0 <= overlap < 1:
+        raise ConfigError(f"inference.overlap={overlap}; expected 0 <= overlap < 1")
+    if weighting not in ("gaussian", "constant"):
+        raise ConfigError(f"inference.weighting={weighting!r}; expected gaussian or constant")
+    n, _, h0, w0 = images.shape
+    dh, dw = max(wh - h0, 0), max(ww - w0, 0)
+    if dh or dw:
+        images = F.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+    h, w = images.shape[-2:]
+    boxes = [(y, x) for y in window_starts(h, wh, overlap) for x in window_starts(w, ww, overlap)]
+    if weighting == "gaussian":
+        weights = gaussian_weights(wh, ww).to(images.device, images.dtype)
+    else:
+        weights = torch.ones(wh, ww, device=images.device, dtype=images.dtype)
+
+    crops = [(i, y, x) for i in range(n) for y, x in boxes]
+    out = count = None
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start : start + batch_size]
+        batch = torch.stack([images[i, :, y : y + wh, x : x + ww] for i, y, x in chunk])
+        logits = logits_of(model, batch)
+        if out is None:
+            out = images.new_zeros(n, logits.shape[1], h, w)
+            count = images.new_zeros(1, 1, h, w)
+        for (i, y, x), piece in zip(chunk, logits, strict=True):
+            out[i, :, y : y + wh, x : x + ww] += piece * weights
+    for y, x in boxes:
+        count[..., y : y + wh, x : x + ww] += weights
+    out = out / count
+    return out[..., dh // 2 : dh // 2 + h0, dw // 2 : dw // 2 + w0]
+
+
+def flip_tta(predict: Model, images: torch.Tensor, tta: str | None = "flip") -> torch.Tensor:
+    """Mean logits over the identity and flipped copies (flip: horizontal and vertical)."""
+    if tta in (None, "none"):
+        return predict(images)
+    dims = {"flip": [[-1], [-2]], "hflip": [[-1]], "vflip": [[-2]]}.get(tta)
+    if dims is None:
+        raise ConfigError(f"inference.tta={tta!r}; expected none, flip, hflip or vflip")
+    total = predict(images)
+    for d in dims:
+        total = total + predict(images.flip(d)).flip(d)
+    return total / (len(dims) + 1)
+
+
+@torch.no_grad()
+def infer(
+    model: Model,
+    images: torch.Tensor,
+    mode: str = "whole",
+    stride: int = 32,
+    window: int | tuple[int, int] | None = None,
+    overlap: float = 0.25,
+    weighting: str = "gaussian",
+    tta: str | None = None,
+    window_batch_size: int = 8,
+) -> torch.Tensor:
+    """Logits (N, K, H, W) for normalised images of any size, by ``mode`` and ``tta``."""
+    if mode == "whole":
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            return whole(model, x, stride)
+
+    elif mode == "slide":
+        if not window:
+            raise ConfigError("inference.window is missing; mode=slide needs a window size")
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            return slide(model, x, window, overlap, weighting, window_batch_size)
+
+    else:
+        raise ConfigError(f"inference.mode={mode!r}; expected one of {', '.join(MODES)}")
+    return flip_tta(predict, images, tta)
