@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from litseg.losses.common import class_weight_tensor
 from litseg.tasks import check_task
 
 
@@ -26,9 +27,7 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        weight = (
-            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float)
-        )
+        weight = class_weight_tensor(class_weights)
         super().__init__(
             weight=weight,
             ignore_index=-100 if ignore_index is None else ignore_index,

@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+from litseg.errors import ConfigError
+
 
 def probs_targets_valid(
     logits: torch.Tensor, target: torch.Tensor, task: str, ignore_index: int | None
@@ -28,3 +30,76 @@ def probs_targets_valid(
     if task == "binary":
         target, valid = target.unsqueeze(1), valid.unsqueeze(1)
     return probs, target.to(logits.dtype) * valid, valid
+
+
+ABSENT_CHOICES = ("smooth", "zero", "skip")
+
+
+def class_weight_tensor(
+    class_weights: list[float] | str | None, key: str = "loss.class_weights"
+) -> torch.Tensor | None:
+    """Class weights as a tensor; ``median_frequency`` must have been resolved beforehand."""
+    if class_weights is None:
+        return None
+    if isinstance(class_weights, str):
+        raise ConfigError(
+            f"{key}={class_weights!r}: expected a list of numbers; 'median_frequency' is "
+            "computed from the training set by litseg's build_module (train.py, eval.py)"
+        )
+    weights = torch.as_tensor(list(class_weights), dtype=torch.float)
+    if weights.ndim != 1 or (weights < 0).any():
+        raise ConfigError(f"{key}={class_weights}: expected one non-negative number per class")
+    return weights
+
+
+def check_absent(absent: str) -> str:
+    """Validate the ``loss.absent`` option of the region losses."""
+    if absent not in ABSENT_CHOICES:
+        raise ConfigError(f"loss.absent={absent!r}; expected one of {', '.join(ABSENT_CHOICES)}")
+    return absent
+
+
+def reduce_classes(
+    per_class: torch.Tensor,
+    present: torch.Tensor,
+    absent: str = "smooth",
+    class_weights: torch.Tensor | None = None,
+    include_background: bool = True,
+) -> torch.Tensor:
+    """Average a per-class loss (C,) over classes, weighted, with absent classes handled.
+
+    ``present`` marks the classes with at least one (valid) target pixel in the batch. For a
+    class absent from the target, ``absent`` decides: ``smooth`` keeps the smoothed score (1
+    when nothing is predicted either, so false positives still cost), ``zero`` counts its loss
+    as 0 (what smp does), ``skip`` leaves it out of the mean. Weights give a weighted mean.
+    """
+    if absent == "zero":
+        per_class = per_class * present.to(per_class.dtype)
+    keep = present.clone() if absent == "skip" else torch.ones_like(present)
+    if not include_background:
+        keep[0] = False
+    weights = keep.to(per_class.dtype)
+    if class_weights is not None:
+        if class_weights.numel() != per_class.numel():
+            raise ConfigError(
+                f"loss.class_weights has {class_weights.numel()} values but the model has "
+                f"{per_class.numel()} output channels"
+            )
+        weights = weights * class_weights.to(per_class)
+    total = weights.sum()
+    if total == 0:  # nothing to average (e.g. skip with an all-background batch): zero loss
+        return (per_class * 0).sum()
+    return (per_class * weights).sum() / total
+
+
+def region_stats(
+    logits: torch.Tensor, target: torch.Tensor, task: str, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft true positives, false positives, false negatives per class (C,) and presence."""
+    probs, onehot, valid = probs_targets_valid(logits, target, task, ignore_index)
+    probs = probs * valid
+    dims = (0, 2, 3)
+    tp = (probs * onehot).sum(dims)
+    fp = (probs * (1 - onehot) * valid).sum(dims)
+    fn = ((1 - probs) * onehot).sum(dims)
+    return tp, fp, fn, onehot.sum(dims) > 0

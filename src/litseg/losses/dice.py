@@ -3,21 +3,32 @@
 import torch
 from torch import nn
 
-from litseg.losses.common import probs_targets_valid
+from litseg.losses.common import (
+    check_absent,
+    class_weight_tensor,
+    probs_targets_valid,
+    reduce_classes,
+)
 from litseg.tasks import check_task
 
 
 class DiceLoss(nn.Module):
-    """1 - soft Dice, averaged over classes, from logits.
+    """1 - soft Dice per class, (weighted) averaged over classes, from logits.
+
+    Dice_c = (2 sum p t + smooth) / (sum p + sum t + smooth), sums over batch and pixels.
 
     Args:
         task: binary, multiclass or multilabel.
         ignore_index: target value whose pixels are left out.
-        smooth: added to numerator and denominator; keeps a class absent from the target
-            (and predicted absent) at loss 0 instead of 0/0.
+        smooth: added to numerator and denominator.
         squared: squared denominator (sum p^2 + sum t^2), as in V-Net.
         log: -log(Dice) instead of 1 - Dice.
         include_background: for multiclass, whether class 0 counts in the mean.
+        absent: how a class with no target pixel in the batch counts. ``smooth`` (default):
+            its smoothed Dice, smooth / (sum p + smooth), which is ~1 (loss ~0) when nothing is
+            predicted and falls as false positives grow; ``zero``: loss 0 whatever is predicted
+            (smp's behaviour); ``skip``: left out of the class mean.
+        class_weights: one weight per class for a weighted class mean.
     """
 
     supported_tasks = ("binary", "multiclass", "multilabel")
@@ -30,6 +41,8 @@ class DiceLoss(nn.Module):
         squared: bool = False,
         log: bool = False,
         include_background: bool = True,
+        absent: str = "smooth",
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.task = check_task(task, "loss.task")
@@ -38,6 +51,8 @@ class DiceLoss(nn.Module):
         self.squared = squared
         self.log = log
         self.include_background = include_background
+        self.absent = check_absent(absent)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs, onehot, valid = probs_targets_valid(logits, target, self.task, self.ignore_index)
@@ -49,7 +64,11 @@ class DiceLoss(nn.Module):
         else:
             cardinality = probs.sum(dims) + onehot.sum(dims)
         dice = (2 * intersection + self.smooth) / (cardinality + self.smooth).clamp_min(1e-7)
-        if self.task == "multiclass" and not self.include_background:
-            dice = dice[1:]
         loss = -torch.log(dice.clamp_min(1e-7)) if self.log else 1 - dice
-        return loss.mean()
+        return reduce_classes(
+            loss,
+            onehot.sum(dims) > 0,
+            self.absent,
+            self.class_weights,
+            self.include_background or self.task != "multiclass",
+        )

@@ -1,0 +1,53 @@
+"""Soft Jaccard (IoU) loss: a differentiable 1 - IoU per class."""
+
+import torch
+from torch import nn
+
+from litseg.losses.common import check_absent, class_weight_tensor, reduce_classes, region_stats
+from litseg.tasks import check_task
+
+
+class JaccardLoss(nn.Module):
+    """1 - (I + smooth) / (U + smooth) per class with soft I = sum p t, U = sum p + sum t - I.
+
+    Args:
+        task: binary, multiclass or multilabel.
+        ignore_index: target value whose pixels are left out.
+        smooth: added to numerator and denominator.
+        log: -log(IoU) instead of 1 - IoU.
+        include_background: for multiclass, whether class 0 counts in the mean.
+        absent: ``smooth``, ``zero`` or ``skip``, as for DiceLoss.
+        class_weights: one weight per class for a weighted class mean.
+    """
+
+    supported_tasks = ("binary", "multiclass", "multilabel")
+
+    def __init__(
+        self,
+        task: str = "multiclass",
+        ignore_index: int | None = None,
+        smooth: float = 1.0,
+        log: bool = False,
+        include_background: bool = True,
+        absent: str = "smooth",
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.task = check_task(task, "loss.task")
+        self.ignore_index = ignore_index
+        self.smooth, self.log = smooth, log
+        self.include_background = include_background
+        self.absent = check_absent(absent)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        tp, fp, fn, present = region_stats(logits, target, self.task, self.ignore_index)
+        iou = (tp + self.smooth) / (tp + fp + fn + self.smooth).clamp_min(1e-7)
+        loss = -torch.log(iou.clamp_min(1e-7)) if self.log else 1 - iou
+        return reduce_classes(
+            loss,
+            present,
+            self.absent,
+            self.class_weights,
+            self.include_background or self.task != "multiclass",
+        )
