@@ -1,0 +1,177 @@
+"""SegmentationDataModule: one LightningDataModule for every dataset litseg knows."""
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from litseg.data.checks import verify
+from litseg.errors import ConfigError, DataError
+
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
+
+def default_num_workers() -> int:
+    """One worker per spare CPU core (at most 8), leaving one core to the training loop."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(8, (cores or 1) - 1))
+
+
+class PadCollate:
+    """Batch samples of different sizes by padding to the largest (images with 0, masks with
+    ``mask_fill``, which should be the ignore index so padding never counts); samples of one
+    size are batched as they are."""
+
+    def __init__(self, mask_fill: int | None) -> None:
+        self.mask_fill = mask_fill
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        sizes = {tuple(s["image"].shape[-2:]) for s in samples}
+        if len(sizes) == 1:
+            return default_collate(list(samples))
+        if self.mask_fill is None:
+            raise DataError(
+                f"a batch holds images of sizes {sorted(sizes)} and the data has no "
+                "ignore_index to pad masks with; set data.eval_batch_size=1 or crop "
+                "to one size in the augment pipeline"
+            )
+        height = max(h for h, _ in sizes)
+        width = max(w for _, w in sizes)
+        padded = []
+        for s in samples:
+            dh, dw = height - s["image"].shape[-2], width - s["image"].shape[-1]
+            padded.append(
+                {
+                    **s,
+                    "image": F.pad(s["image"], [0, dw, 0, dh]),
+                    "mask": F.pad(s["mask"], [0, dw, 0, dh], value=self.mask_fill),
+                }
+            )
+        return default_collate(padded)
+
+
+class SegmentationDataModule(LightningDataModule):
+    """Builds each split's dataset from one dataset factory and per-split arguments.
+
+    Args:
+        dataset: a factory (Hydra ``_partial_``) called as ``dataset(**splits[name],
+            transform=...)`` for each split.
+        splits: split name (train, val, test) -> keyword arguments for ``dataset``.
+        task, num_classes, ignore_index, class_names, in_channels, mean, std: what the
+            data is; models, losses and metrics take them from here by interpolation.
+        train_transform, eval_transform: pipelines for training and for val/test.
+        batch_size, eval_batch_size: loader batch sizes (eval defaults to batch_size).
+        num_workers: loader processes; None picks one per spare CPU core.
+        pin_memory: None pins when CUDA is available.
+        persistent_workers: keep loader processes alive between epochs.
+        crop_size: training crop side in pixels, read by the augment presets.
+        mask_fill: the mask value for padded pixels (augment padding and batches of mixed
+            sizes); the ignore index where the data has one.
+        check: what setup verifies in file-backed splits: ``none``, ``headers`` (files open,
+            image and mask sizes agree) or ``full`` (every file decoded, label values checked).
+
+        root: where the dataset's files live (data configs interpolate it into ``dataset``).
+        options: further dataset settings that data configs interpolate into ``dataset``
+            (e.g. ``fold``, ``val_fraction``, ``download``), kept here for the record.
+
+    A split's arguments may hold ``when_exists: <path>``: the split is used only when that
+    path exists (e.g. an optional test folder).
+    """
+
+    def __init__(
+        self,
+        dataset: Callable[..., Dataset],
+        splits: Mapping[str, Mapping[str, Any]],
+        task: str,
+        num_classes: int,
+        ignore_index: int | None = None,
+        class_names: list[str] | None = None,
+        in_channels: int = 3,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        palette: list[list[int]] | None = None,
+        train_transform: Callable[..., dict[str, Any]] | None = None,
+        eval_transform: Callable[..., dict[str, Any]] | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        crop_size: int | None = None,
+        mask_fill: int | None = None,
+        check: str = "headers",
+        root: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        unknown = set(splits) - {"train", "val", "test"}
+        if unknown:
+            raise ConfigError(
+                f"data.splits has unknown names {sorted(unknown)}; expected train, val, test"
+            )
+        self.dataset_factory = dataset
+        self.split_args = {}
+        for name, args in splits.items():
+            args = dict(args or {})
+            when = args.pop("when_exists", None)
+            if when is None or Path(when).exists():
+                self.split_args[name] = args
+        self.task, self.num_classes, self.ignore_index = task, num_classes, ignore_index
+        self.class_names = list(class_names) if class_names else None
+        self.in_channels, self.mean, self.std, self.palette = in_channels, mean, std, palette
+        self.transforms = {"train": train_transform, "val": eval_transform, "test": eval_transform}
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers
+        self.crop_size, self.mask_fill, self.check = crop_size, mask_fill, check
+        self.root, self.options = root, options
+        self.datasets: dict[str, Dataset] = {}
+
+    def build(self, split: str) -> Dataset:
+        """The dataset of one split, built once and cached."""
+        if split not in self.datasets:
+            if split not in self.split_args:
+                raise ConfigError(
+                    f"data.splits has no '{split}' split; "
+                    f"it has {', '.join(self.split_args) or 'none'}"
+                )
+            dataset = self.dataset_factory(
+                **self.split_args[split], transform=self.transforms[split]
+            )
+            if len(dataset) == 0:
+                raise ConfigError(f"the {split} split of data is empty")
+            verify(dataset, self.check)
+            self.datasets[split] = dataset
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in STAGE_SPLITS.get(stage or "fit", ()):
+            self.build(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.build(split),
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(self.build(split)) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            collate_fn=PadCollate(self.mask_fill),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,1 @@
+"""One file per dataset; each yields ``{"image": ..., "mask": ...}`` samples."""

@@ -1,0 +1,115 @@
+"""Any folder of images and masks with matching file stems.
+
+Two layouts:
+
+    root/{train,val,test}/{images,masks}/   one folder per split (test optional)
+    root/{images,masks}/                    one pool, split into train/val by val_fraction
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from litseg.data.checks import match_pairs
+from litseg.data.datasets.paired import PairedFilesDataset
+from litseg.data.files import IMAGE_SUFFIXES, MASK_SUFFIXES, list_files
+from litseg.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def folder_pairs(
+    root: Path,
+    split: str,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    images: str = "images",
+    masks: str = "masks",
+) -> tuple[list[tuple[Path, Path]], str]:
+    """The (image, mask) pairs of ``split`` under ``root`` and where they were found."""
+    if split not in SPLITS:
+        raise ConfigError(f"data split {split!r}; expected one of {', '.join(SPLITS)}")
+    if not root.is_dir():
+        raise DataError(
+            f"data.root={root} does not exist; expected a folder holding "
+            f"{{train,val,test}}/{{{images},{masks}}} or {{{images},{masks}}}"
+        )
+    if (root / split / images).is_dir() or (root / "train").is_dir():
+        base = root / split
+        if not (base / images).is_dir():
+            raise DataError(
+                f"{base / images} does not exist; expected the {split} images "
+                f"there (layout root/{split}/{{{images},{masks}}})"
+            )
+        if not (base / masks).is_dir():
+            raise DataError(f"{base / masks} does not exist; expected the {split} masks there")
+        pairs = match_pairs(
+            list_files(base / images, IMAGE_SUFFIXES),
+            list_files(base / masks, MASK_SUFFIXES),
+            base / images,
+            base / masks,
+        )
+        return pairs, str(base)
+    if not (root / images).is_dir() or not (root / masks).is_dir():
+        raise DataError(
+            f"data.root={root} has neither train/{images} nor {images} and {masks}; "
+            f"expected root/{{train,val,test}}/{{{images},{masks}}} or "
+            f"root/{{{images},{masks}}}"
+        )
+    if split == "test":
+        raise DataError(
+            f"data.root={root} is a single {images}/{masks} pool with no test "
+            "split; remove data.splits.test or add root/test/{images,masks}"
+        )
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={val_fraction}; expected a number in (0, 1)")
+    pairs = match_pairs(
+        list_files(root / images, IMAGE_SUFFIXES),
+        list_files(root / masks, MASK_SUFFIXES),
+        root / images,
+        root / masks,
+    )
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = max(1, round(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
+    chosen = order[:n_val] if split == "val" else order[n_val:]
+    return [pairs[i] for i in sorted(chosen)], f"{root} ({split} part, val_fraction={val_fraction})"
+
+
+class FolderDataset(PairedFilesDataset):
+    """Images and masks from a folder tree (see the module docstring for the layouts).
+
+    Images may be png/jpg/tif, gray/RGB/RGBA, 8- or 16-bit (converted to ``in_channels``
+    uint8 channels). Masks may be index PNGs, palette PNGs, or RGB colour masks decoded with
+    ``colors`` (class -> [r, g, b]).
+
+    Args:
+        root: the dataset folder.
+        split: train, val or test.
+        val_fraction, seed: the share of a single pool that becomes val, and the fixed seed
+            that picks it (the same files on every run and machine).
+        images, masks: the names of the image and mask sub-folders.
+        num_classes, ignore_index, in_channels, colors, value_map, transform: see
+            :class:`PairedFilesDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        num_classes: int = 2,
+        ignore_index: int | None = None,
+        in_channels: int = 3,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        images: str = "images",
+        masks: str = "masks",
+        colors: Mapping[int, Sequence[int]] | None = None,
+        value_map: Mapping[int, int] | None = None,
+        transform: Callable[..., dict[str, Any]] | None = None,
+    ) -> None:
+        pairs, where = folder_pairs(Path(root), split, val_fraction, seed, images, masks)
+        super().__init__(
+            pairs, num_classes, ignore_index, in_channels, colors, value_map, transform, where=where
+        )
