@@ -17,20 +17,20 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from litseg.checkpoint import load_checkpoint, training_config
-from litseg.errors import ConfigError, DataError
+from litseg.data.files import IMAGE_SUFFIXES
+from litseg.data.files import read_image as read_file_image
+from litseg.errors import ConfigError
 from litseg.inference import infer, model_stride
 from litseg.metrics import predictions
 from litseg.utils.instantiate import require
 from litseg.visualize import mask_to_pil, overlay, palette_for, to_display_image
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 @dataclass
@@ -105,26 +105,9 @@ def load_predictor(ckpt_path: str | Path, device: str = "cpu") -> Predictor:
 
 
 def read_image(path: Path, in_channels: int) -> np.ndarray:
-    """An image file as the datasets read it: RGB for 3 channels, gray for 1, depth kept."""
-    try:
-        with Image.open(path) as picture:
-            if in_channels == 3:
-                picture = picture.convert("RGB")
-            elif in_channels == 1 and picture.mode not in ("L", "I;16", "I", "F"):
-                picture = picture.convert("L")
-            image = np.asarray(picture)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from exc
-    if image.dtype == np.int32 and image.max() < 2**16:
-        image = image.astype(np.uint16)
-    if image.ndim == 2 and in_channels != 1:
-        raise DataError(f"{path}: has 1 channel; the model expects data.in_channels={in_channels}")
-    if image.ndim == 3 and image.shape[-1] != in_channels:
-        raise DataError(
-            f"{path}: has {image.shape[-1]} channels; the model expects "
-            f"data.in_channels={in_channels}"
-        )
-    return image
+    """An image file read as the file datasets read theirs (litseg.data.files.read_image):
+    uint8 HxWxC with the model's channel count, 16-bit scaled to 8 bits, alpha dropped."""
+    return read_file_image(Path(path), in_channels)
 
 
 def find_images(source: str | Path) -> tuple[Path, list[Path]]:
@@ -196,6 +179,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     inference = dict(cfg.get("inference") or {})
     if inference.get("stride") is None:
         inference.pop("stride", None)
+    if inference.get("mode") == "slide" and not inference.get("window"):
+        # the training crop is the natural window; without one the user must name it
+        inference["window"] = predictor.config.data.get("crop_size")
     batch_size = int(cfg.get("batch_size", 4))
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}; expected an integer >= 1")
