@@ -1,7 +1,10 @@
 """litseg's own Lightning callbacks."""
 
+import random
 from typing import Any
 
+import numpy as np
+import torch
 from lightning import Callback, LightningModule, Trainer
 
 CONFIG_KEY = "litseg_config"
@@ -20,3 +23,219 @@ class StoreRunConfig(Callback):
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CONFIG_KEY] = self.config
+
+
+class PerformanceOptions(Callback):
+    """Speed options that leave the model code alone: channels_last memory and torch.compile.
+
+    ``channels_last`` converts the network's weights and every batch's images to NHWC, which
+    tensor cores and oneDNN prefer. ``compile`` compiles the network in place with
+    ``nn.Module.compile``, so checkpoints keep the same ``state_dict`` keys as an eager run.
+
+    Args:
+        channels_last: NHWC weights and images.
+        compile: compile the network (``module.net``) before training or evaluation.
+        compile_kwargs: passed to ``torch.compile``, e.g. ``{mode: max-autotune}``.
+    """
+
+    def __init__(
+        self,
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.channels_last = channels_last
+        self.compile = compile
+        self.compile_kwargs = dict(compile_kwargs or {})
+        self._compiled = False
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        net = getattr(pl_module, "net", pl_module)
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+        if self.compile and not self._compiled:
+            net.compile(**self.compile_kwargs)
+            self._compiled = True
+
+    def _convert(self, batch: Any) -> None:
+        if self.channels_last and isinstance(batch, dict) and batch["image"].ndim == 4:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._convert(batch)
+
+    def on_validation_batch_start(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._convert(batch)
+
+    def on_test_batch_start(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._convert(batch)
+
+    def on_predict_batch_start(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._convert(batch)
+
+
+class RngStateInCheckpoint(Callback):
+    """Save the Python, NumPy and torch random states in checkpoints and restore them on resume.
+
+    Lightning restores weights, optimizer and loop counters but not the global random state,
+    so a resumed run would shuffle its next epoch differently from an uninterrupted one. The
+    state is restored again after the sanity check, whose data loaders draw random seeds.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [
+                numpy_state[0],
+                torch.from_numpy(numpy_state[1].astype(np.int64)),
+                *numpy_state[2:],
+            ],
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._pending is None:
+            return
+        state = self._pending
+        torch.set_rng_state(state["torch"])
+        name, keys, *rest = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+
+    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._restore()
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._pending = None
+
+
+class WandbPredictionImages(Callback):
+    """Log validation images with their truth and prediction as W&B masks every N epochs.
+
+    Each picture is one ``wandb.Image`` with two mask layers, ``truth`` and ``prediction``,
+    labelled with the data's class names (multilabel data: one layer pair per class). It
+    does nothing without a WandbLogger, so it can stay in the default callbacks.
+
+    Args:
+        every_n_epochs: log at validation epochs divisible by this (0 switches it off).
+        max_images: pictures per logging epoch, taken from the first validation batch.
+        key: the W&B key the pictures are logged under.
+    """
+
+    def __init__(
+        self, every_n_epochs: int = 5, max_images: int = 4, key: str = "val/predictions"
+    ) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.max_images = max_images
+        self.key = key
+
+    @staticmethod
+    def _wandb_logger(trainer: Trainer) -> Any:
+        from lightning.pytorch.loggers import WandbLogger
+
+        return next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def _due(self, trainer: Trainer) -> bool:
+        return (
+            self.every_n_epochs > 0
+            and not trainer.sanity_checking
+            and trainer.current_epoch % self.every_n_epochs == 0
+        )
+
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx != 0 or dataloader_idx != 0 or not trainer.is_global_zero:
+            return
+        logger = self._wandb_logger(trainer)
+        if logger is None or not self._due(trainer):
+            return
+        images = batch["image"][: self.max_images]
+        with torch.no_grad():
+            logits = pl_module(images)
+        pictures = self.pictures(
+            images, batch["mask"][: self.max_images], logits, pl_module, trainer.datamodule
+        )
+        logger.experiment.log({self.key: pictures, "trainer/global_step": trainer.global_step})
+
+    @staticmethod
+    def pictures(
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        logits: torch.Tensor,
+        pl_module: LightningModule,
+        datamodule: Any,
+    ) -> list[Any]:
+        """One ``wandb.Image`` per sample, with truth and prediction mask layers."""
+        import wandb
+
+        from litseg.metrics import predictions
+        from litseg.visualize import to_uint8_image
+
+        hp = pl_module.hparams
+        names = list(getattr(pl_module, "class_names", None) or range(hp.num_classes))
+        preds = predictions(logits.float(), hp.task, hp.threshold).long().cpu().numpy()
+        truth = masks.long().cpu().numpy()
+        mean = getattr(datamodule, "mean", None)
+        std = getattr(datamodule, "std", None)
+        out = []
+        for i in range(images.shape[0]):
+            picture = to_uint8_image(images[i], mean, std)
+            if hp.task == "multilabel":
+                layers = {}
+                for c, name in enumerate(names):
+                    labels = {0: "none", 1: str(name)}
+                    for layer, data in (("truth", truth), ("prediction", preds)):
+                        layer_data = {"mask_data": data[i, c], "class_labels": labels}
+                        layers[f"{layer}_{name}"] = layer_data
+            else:
+                if hp.task == "binary":
+                    labels = {0: "background", 1: str(names[0])}
+                else:
+                    labels = {c: str(name) for c, name in enumerate(names)}
+                if hp.get("ignore_index") is not None:
+                    labels[int(hp.ignore_index)] = "ignore"
+                layers = {
+                    "truth": {"mask_data": truth[i], "class_labels": labels},
+                    "prediction": {"mask_data": preds[i], "class_labels": labels},
+                }
+            out.append(wandb.Image(picture, masks=layers))
+        return out

@@ -7,17 +7,21 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litseg.callbacks import StoreRunConfig
+from litseg.callbacks import RngStateInCheckpoint, StoreRunConfig
 from litseg.utils.instantiate import (
     build_callbacks,
     build_datamodule,
     build_loggers,
     build_module,
 )
+from litseg.utils.launch import distributed_job
+from litseg.utils.resume import resolve_ckpt_path
 from litseg.utils.summary import to_floats, write_summary
 
 log = logging.getLogger(__name__)
@@ -38,28 +42,37 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     started = time.time()
     run_dir = output_dir(cfg)
+    ckpt_path = resolve_ckpt_path(
+        cfg.get("ckpt_path"), Path(cfg.paths.log_dir), cfg.task_name, run_dir
+    )
+    if ckpt_path:
+        log.info("Resuming from %s (this run writes to %s)", ckpt_path, run_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    _name_wandb_group(cfg)
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    callbacks = [*build_callbacks(cfg), StoreRunConfig(resolved)]
+    callbacks = [*build_callbacks(cfg), StoreRunConfig(resolved), RngStateInCheckpoint()]
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(resolved)
-
+    # DDP workers re-run the command line: make it this job's, with the resolved checkpoint
+    launches = isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher)
+    replace = {"ckpt_path": ckpt_path} if ckpt_path else None
     metrics: dict[str, float] = {}
-    if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics.update(to_floats(trainer.callback_metrics))
+    with distributed_job(launches, run_dir, replace):
+        if cfg.get("train", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics.update(to_floats(trainer.callback_metrics))
 
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = checkpoint.best_model_path if checkpoint else ""
-    if cfg.get("test") and "test" in datamodule.split_args and not trainer.fast_dev_run:
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-        metrics.update(to_floats(trainer.callback_metrics))
+        checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        best = checkpoint.best_model_path if checkpoint else ""
+        if cfg.get("test") and "test" in datamodule.split_args and not trainer.fast_dev_run:
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            metrics.update(to_floats(trainer.callback_metrics))
 
     result = {
         "run_dir": str(run_dir),
@@ -78,10 +91,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             **result,
             duration_s=round(time.time() - started, 1),
             overrides=_overrides(),
+            resumed_from=ckpt_path,
         )
         _report(result, time.time() - started)
     result["objects"] = {"trainer": trainer, "module": module, "datamodule": datamodule}
     return result
+
+
+def _name_wandb_group(cfg: DictConfig) -> None:
+    """Jobs of one multirun share a W&B group named after the sweep (unless one is set)."""
+    wandb_cfg = OmegaConf.select(cfg, "logger.wandb")
+    if wandb_cfg is None or wandb_cfg.get("group") is not None:
+        return
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    with open_dict(cfg):
+        wandb_cfg.group = f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}"
 
 
 def _overrides() -> list[str]:
