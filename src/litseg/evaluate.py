@@ -1,20 +1,33 @@
-"""Evaluation behind ``python eval.py ckpt_path=...``: test a checkpoint, print and log metrics."""
+"""Evaluation behind ``python eval.py ckpt_path=...``: test a checkpoint, print and log metrics.
 
+Besides the logged metrics, the run directory gets a report: ``<split>_metrics.md`` and
+``<split>_metrics.csv`` (per-class IoU with each class's pixel share, then the overall
+metrics) and ``worst/`` with the ``report.worst_k`` images of lowest IoU drawn as
+image | truth | prediction, listed in ``worst/worst.csv``.
+"""
+
+import csv
+import heapq
 import logging
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.errors import ConfigError
+from litseg.metrics import predictions
 from litseg.train import output_dir
 from litseg.utils.instantiate import build_datamodule, build_loggers, build_module, require
 from litseg.utils.summary import to_floats, write_summary
+from litseg.visualize import comparison, palette_for, save_png, to_uint8_image
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +88,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer.validate(module, datamodule=datamodule)
     metrics = to_floats(trainer.callback_metrics)
     run_dir = output_dir(cfg)
+    if trainer.is_global_zero:
+        report = write_report(cfg, module, datamodule, split, metrics, run_dir)
+        print(report)
     result = {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt_path),
@@ -91,3 +107,154 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         log.info("Run directory: %s", run_dir)
     return result
+
+
+def image_iou(
+    pred: np.ndarray, truth: np.ndarray, task: str, num_classes: int, ignore: int | None
+) -> float:
+    """Mean IoU of one image over the classes present in its truth or prediction.
+
+    Binary: foreground IoU. Pixels at ``ignore`` do not count; an image with nothing to find
+    and nothing found scores 1.
+    """
+    if task == "multilabel":  # (C, H, W) 0/1 maps: mean over labels
+        scores = [image_iou(p, t, "binary", 1, ignore) for p, t in zip(pred, truth, strict=True)]
+        return float(np.mean(scores))
+    valid = truth != ignore if ignore is not None else np.ones(truth.shape, dtype=bool)
+    pred, truth = pred[valid].astype(np.int64), truth[valid].astype(np.int64)
+    classes = [1] if task == "binary" else range(num_classes)
+    ious = []
+    for k in classes:
+        p, t = pred == k, truth == k
+        union = np.logical_or(p, t).sum()
+        if union:
+            ious.append(np.logical_and(p, t).sum() / union)
+    return float(np.mean(ious)) if ious else 1.0
+
+
+@torch.no_grad()
+def _predict(module: Any, samples: list[dict[str, Any]], task: str) -> list[np.ndarray]:
+    """Hard predictions for samples, batched when they share one size."""
+    threshold = module.hparams.get("threshold", 0.5)
+    images = [s["image"] for s in samples]
+    if len({tuple(i.shape) for i in images}) == 1:
+        logits = module(torch.stack(images).to(module.device)).cpu()
+        return list(predictions(logits, task, threshold).numpy())
+    return [_predict(module, [s], task)[0] for s in samples]
+
+
+@torch.no_grad()
+def scan_images(
+    module: Any,
+    dataset: Any,
+    task: str,
+    num_classes: int,
+    ignore: int | None,
+    batch_size: int,
+    worst_k: int,
+) -> tuple[list[tuple[float, int]], np.ndarray]:
+    """(the ``worst_k`` (IoU, index) pairs, lowest first; truth pixels per class)."""
+    module.eval()
+    worst: list[tuple[float, int]] = []  # a max-heap of the k lowest, as (-iou, -index)
+    support = np.zeros(max(num_classes, 1), dtype=np.int64)
+    for start in range(0, len(dataset), batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        for offset, (sample, pred) in enumerate(
+            zip(samples, _predict(module, samples, task), strict=True)
+        ):
+            truth = sample["mask"].numpy()
+            iou = image_iou(pred, truth, task, num_classes, ignore)
+            item = (-iou, -(start + offset))
+            if len(worst) < worst_k:
+                heapq.heappush(worst, item)
+            elif worst_k and item > worst[0]:
+                heapq.heapreplace(worst, item)
+            if task == "multiclass":
+                valid = truth[truth != ignore] if ignore is not None else truth
+                support += np.bincount(valid.ravel(), minlength=num_classes)[:num_classes]
+            elif task == "binary":
+                support[0] += int((truth == 1).sum())
+            else:
+                support += truth.reshape(num_classes, -1).sum(axis=1).astype(np.int64)
+    return sorted((-neg_iou, -neg_index) for neg_iou, neg_index in worst), support
+
+
+def _report_rows(metrics: dict[str, float], split: str, names: list[str], support: np.ndarray):
+    share = support / max(int(support.sum()), 1)
+    per_class = [
+        (name, metrics.get(f"{split}/IoU_{name}", float("nan")), float(s), int(n))
+        for name, s, n in zip(names, share, support, strict=True)
+    ]
+    overall = [
+        (k.split("/", 1)[1], v)
+        for k, v in sorted(metrics.items())
+        if k.startswith(f"{split}/") and "/IoU_" not in k
+    ]
+    return per_class, overall
+
+
+def write_report(
+    cfg: DictConfig,
+    module: Any,
+    datamodule: Any,
+    split: str,
+    metrics: dict[str, float],
+    run_dir: Path,
+) -> str:
+    """Write the Markdown and CSV metric tables and the worst images; return the Markdown."""
+    options = cfg.get("report") or {}
+    worst_k = int(options.get("worst_k", 8))
+    data = cfg.data
+    task, num_classes = data.task, int(data.num_classes)
+    names = list(module.class_names)
+    ignore = data.get("ignore_index")
+    dataset = datamodule.build(split)
+    worst, support = scan_images(
+        module, dataset, task, num_classes, ignore, int(options.get("batch_size", 16)), worst_k
+    )
+    per_class, overall = _report_rows(metrics, split, names, support)
+
+    lines = [f"## {split} metrics", "", "| class | IoU | pixel share |", "|---|---:|---:|"]
+    lines += [f"| {n} | {iou:.4f} | {share:.4f} |" for n, iou, share, _ in per_class]
+    lines += ["", "| metric | value |", "|---|---:|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in overall]
+    markdown = "\n".join(lines) + "\n"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"{split}_metrics.md").write_text(markdown)
+    with open(run_dir / f"{split}_metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "kind", "value", "pixel_share", "pixels"])
+        for name, iou, share, pixels in per_class:
+            writer.writerow([name, "IoU", f"{iou:.6f}", f"{share:.6f}", pixels])
+        for name, value in overall:
+            writer.writerow([name, "overall", f"{value:.6f}", "", ""])
+
+    if worst:
+        _draw_worst(worst, dataset, module, data, task, run_dir / "worst")
+    return markdown
+
+
+def _draw_worst(worst, dataset, module, data, task: str, folder: Path) -> None:
+    """image | truth | prediction for each of the worst images, and worst.csv listing them."""
+    palette = palette_for(int(data.num_classes), data.get("palette"))
+    if task == "binary":
+        palette = palette_for(2, data.get("palette"))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rank, (iou, index) in enumerate(worst, start=1):
+        sample = dataset[index]
+        pred = _predict(module, [sample], task)[0].astype(np.int64)
+        truth = sample["mask"].numpy().astype(np.int64)
+        if task == "multilabel":  # show the first active label of each pixel
+            pred = np.where(pred.any(0), pred.argmax(0) + 1, 0)
+            truth = np.where(truth.any(0), truth.argmax(0) + 1, 0)
+            palette = np.concatenate([[[0, 0, 0]], palette_for(int(data.num_classes))])
+        image = to_uint8_image(sample["image"], data.get("mean"), data.get("std"))
+        picture = comparison(image, truth, pred, palette, data.get("ignore_index"))
+        name = f"{rank:02d}_index{index}_iou{iou:.3f}.png"
+        save_png(picture, folder / name, scale=2 if max(image.shape[:2]) < 256 else 1)
+        rows.append((rank, index, f"{iou:.6f}", name))
+    with open(folder / "worst.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "index", "IoU", "file"])
+        writer.writerows(rows)

@@ -1,0 +1,83 @@
+"""eval.py's report: per-class tables (Markdown, CSV) and the worst images by IoU."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import compose_config
+from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
+from sklearn.metrics import jaccard_score
+from test_predict import train_checkpoint
+
+from litseg.evaluate import evaluate, image_iou
+from litseg.predict import load_predictor
+
+
+@pytest.mark.parametrize(
+    ("pred", "truth", "task", "expected"),
+    [
+        ([[0, 1], [1, 2]], [[0, 1], [2, 2]], "multiclass", (1 + 0.5 + 0.5) / 3),
+        ([[0, 0], [0, 0]], [[0, 0], [0, 0]], "binary", 1.0),  # nothing to find, nothing found
+        ([[1, 1], [0, 0]], [[1, 0], [0, 0]], "binary", 0.5),
+        (
+            [[1, 3], [1, 0]],
+            [[1, 9], [2, 0]],
+            "multiclass",
+            (1 + 0.5 + 0) / 3,
+        ),  # 9 ignored, 3 absent
+    ],
+)
+def test_image_iou(pred, truth, task: str, expected: float) -> None:
+    got = image_iou(np.array(pred), np.array(truth), task, 4, ignore=9)
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_eval_writes_tables_and_the_worst_images(tmp_path: Path) -> None:
+    ckpt = train_checkpoint(tmp_path / "train", "loss=ce")
+    cfg = compose_config(
+        "eval",
+        [f"ckpt_path={ckpt}", "data.num_workers=0", "+report.worst_k=3"],
+        tmp_path / "eval",
+    )
+    try:
+        result = evaluate(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    run = Path(result["run_dir"])
+    names = ["background", "circle", "square", "triangle"]
+
+    with open(run / "test_metrics.csv") as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    for name in names:
+        logged = result["metrics"][f"test/IoU_{name}"]
+        assert float(rows[name]["value"]) == pytest.approx(logged, abs=1e-6, nan_ok=True)
+    assert sum(float(rows[n]["pixel_share"]) for n in names) == pytest.approx(1.0, abs=1e-5)
+    assert float(rows["mIoU"]["value"]) == pytest.approx(result["metrics"]["test/mIoU"], abs=1e-6)
+    markdown = (run / "test_metrics.md").read_text()
+    assert all(f"| {n} |" in markdown for n in names) and "| mIoU |" in markdown
+    assert json.loads((run / "summary.json").read_text())["task"] == "eval"
+
+    with open(run / "worst" / "worst.csv") as f:
+        worst = list(csv.DictReader(f))
+    assert len(worst) == 3
+    ious = [float(w["IoU"]) for w in worst]
+    assert ious == sorted(ious)
+    # the listed IoU is the image's macro Jaccard over present classes (sklearn as reference)
+    predictor = load_predictor(ckpt)
+    from litseg.data.datasets.shapes import ShapesDataset
+
+    dataset = ShapesDataset(split="test", length=16, transform=predictor.transform)
+    every = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        pred = predictor.masks(predictor.logits(sample["image"][None]))[0].ravel()
+        truth = sample["mask"].numpy().ravel()
+        labels = np.union1d(pred, truth)
+        every.append(jaccard_score(truth, pred, labels=labels, average="macro"))
+    assert ious == pytest.approx(sorted(every)[:3], abs=1e-6)
+    first = Image.open(run / "worst" / worst[0]["file"])
+    assert first.size == (2 * (3 * 64 + 2 * 2), 2 * 64)  # image | truth | prediction, x2
