@@ -1,0 +1,97 @@
+"""Check a dataset before training on it: every file decoded, every problem listed.
+
+    python scripts/check_dataset.py data=camvid data.root=../shared/datasets/camvid
+    python scripts/check_dataset.py data=folder data.root=/path/to/data data.num_classes=3
+
+Takes the overrides of ``python train.py`` (conf/train.yaml is composed with them). Reports
+per split: pairs found, unreadable files, image/mask size mismatches, label values outside
+[0, num_classes) other than ignore_index, images without masks, class pixel frequencies and
+image mean/std; then median-frequency class weights from the train split. Exits 1 when
+anything is wrong, 2 when the config itself is unusable, 0 otherwise.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LITSEG_ROOT", str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+
+import litseg  # noqa: E402,F401  (registers the config resolvers)
+from litseg.data.checks import scan  # noqa: E402
+from litseg.errors import DataError, LitsegError  # noqa: E402
+from litseg.utils.instantiate import build_datamodule  # noqa: E402
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4f}" for v in values) + "]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="check at most N pairs a split")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
+    args = parser.parse_args(argv)
+    try:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=args.overrides)
+        with open_dict(cfg):
+            cfg.data.check = "none"  # scan() below collects every problem instead
+        datamodule = build_datamodule(cfg)
+    except (LitsegError, HydraException, OmegaConfBaseException) as err:
+        print(f"check_dataset: error: {err}", file=sys.stderr)
+        return 2
+
+    names = list(datamodule.class_names or [])
+    if datamodule.task == "binary":  # one output channel, two label values
+        names = ["background", *(names or ["foreground"])]
+    failed = False
+    weights: list[float] | None = None
+    print(f"data: {cfg.data.get('root') or cfg.data.dataset._target_}")
+    print(
+        f"task: {datamodule.task}, num_classes: {datamodule.num_classes}, "
+        f"ignore_index: {datamodule.ignore_index}"
+    )
+    for split in datamodule.split_args:
+        print(f"\n[{split}]")
+        try:
+            dataset = datamodule.dataset_factory(**datamodule.split_args[split], transform=None)
+        except DataError as err:
+            print(f"  ERROR {err}")
+            failed = True
+            continue
+        if args.limit is not None and hasattr(dataset, "pairs"):
+            dataset.pairs = dataset.pairs[: args.limit]
+        report, split_weights = scan(
+            dataset, split, datamodule.num_classes, datamodule.ignore_index
+        )
+        print(f"  pairs found: {len(dataset)}, read: {report.pairs}")
+        for error in report.errors:
+            print(f"  ERROR {error}")
+        failed |= bool(report.errors)
+        if report.pairs:
+            freqs = report.frequencies
+            labels = [names[i] if i < len(names) else str(i) for i in range(len(freqs))]
+            print(
+                "  class pixel share: "
+                + ", ".join(f"{name}={freq:.4f}" for name, freq in zip(labels, freqs, strict=True))
+            )
+            print(f"  ignored pixels: {report.ignored_pixels}")
+            print(f"  mean: {_fmt(report.mean)}  std: {_fmt(report.std)}")
+        if split == "train":
+            weights = split_weights
+    if weights is not None:
+        print(f"\nsuggested class weights (median frequency, train): {_fmt(weights)}")
+        print("  e.g. loss=ce loss.class_weights=... or loss.terms.ce.class_weights=...")
+    print("\nFAILED: see the ERROR lines above" if failed else "\nOK: no problems found")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
