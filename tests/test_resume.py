@@ -1,0 +1,114 @@
+"""Resume: ckpt_path=<file | run dir | last>; a SIGKILLed run resumed ends where an uninterrupted
+run ends.
+
+Tolerance: 1e-5 relative. On the CPU with deterministic algorithms, no augmentation and the
+random state stored in the checkpoint (litseg.callbacks.RngStateInCheckpoint), the resumed run
+replays the same batches with the same weights, so only float noise could separate the two.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY, run_cli
+
+from litseg.errors import ConfigError
+from litseg.utils.resume import resolve_ckpt_path
+
+ARGS = [
+    *TINY,
+    "augment=none",
+    "trainer=cpu",
+    "trainer.max_epochs=5",
+    "trainer.deterministic=true",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.early_stopping=null",
+    "test=false",
+    "task_name=resume_test",
+]
+COMPARED = ("val/loss", "val/mIoU", "val/dice", "val/pixel_acc", "train/loss_epoch")
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_ckpt_path_resolution(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    old = _touch(logs / "exp" / "runs" / "a" / "checkpoints" / "last.ckpt")
+    new = _touch(logs / "exp" / "multiruns" / "m" / "3" / "checkpoints" / "last.ckpt")
+    os.utime(old, (1, 1))
+    _touch(logs / "other" / "runs" / "z" / "checkpoints" / "last.ckpt")
+    assert resolve_ckpt_path(None, logs, "exp") is None
+    assert resolve_ckpt_path("last", logs, "exp") == str(new)
+    # a run never resumes from its own folder
+    assert resolve_ckpt_path("last", logs, "exp", run_dir=new.parents[1]) == str(old)
+    assert resolve_ckpt_path(str(old.parents[1]), logs, "exp") == str(old)
+    assert resolve_ckpt_path(str(old), logs, "exp") == str(old)
+    with pytest.raises(ConfigError, match="ckpt_path=last: no last checkpoint"):
+        resolve_ckpt_path("last", logs, "missing")
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_ckpt_path(str(tmp_path / "nope.ckpt"), logs, "exp")
+    with pytest.raises(ConfigError, match="without checkpoints/last.ckpt"):
+        resolve_ckpt_path(str(tmp_path), logs, "exp")
+
+
+def _metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "summary.json").read_text())["metrics"]
+
+
+def _kill_after_first_checkpoint(args: list[str], logs: Path) -> Path:
+    """Start a run, SIGKILL it once it has written a last checkpoint; return its run dir."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            found = list(logs.glob("resume_test/runs/*/checkpoints/last.ckpt"))
+            if found:
+                time.sleep(0.3)  # let the checkpoint write finish; training goes on meanwhile
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    (run_dir,) = logs.glob("resume_test/runs/*")
+    assert not (run_dir / "summary.json").exists(), "the run finished before the kill"
+    return run_dir
+
+
+@pytest.mark.slow
+def test_killed_run_resumed_with_last_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    proc = run_cli("train.py", *ARGS, f"hydra.run.dir={full}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    logs = tmp_path / "logs"
+    killed = _kill_after_first_checkpoint([*ARGS, f"paths.log_dir={logs}"], logs)
+    before = {p.relative_to(killed): p.stat().st_mtime_ns for p in killed.rglob("*") if p.is_file()}
+    time.sleep(1.1)  # the resumed run's folder is named after the (next) second
+
+    proc = run_cli("train.py", *ARGS, f"paths.log_dir={logs}", "ckpt_path=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = next(p for p in logs.glob("resume_test/runs/*") if p != killed)
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["resumed_from"] == str(killed / "checkpoints" / "last.ckpt")
+    assert summary["epochs"] == json.loads((full / "summary.json").read_text())["epochs"] == 5
+    for key in COMPARED:
+        assert _metrics(resumed)[key] == pytest.approx(_metrics(full)[key], rel=1e-5), key
+    # the interrupted run's folder is left as it was
+    after = {p.relative_to(killed): p.stat().st_mtime_ns for p in killed.rglob("*") if p.is_file()}
+    assert after == before
