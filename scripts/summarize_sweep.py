@@ -1,0 +1,202 @@
+"""Leaderboard of a multirun: ``python scripts/summarize_sweep.py logs/train/multiruns/<time>``.
+
+Reads every job folder's ``.hydra/overrides.yaml`` and ``summary.json`` (jobs without a summary
+are listed as unfinished), ranks the jobs by the monitored metric (``monitor.metric`` and
+``monitor.mode`` of the jobs' config, or ``--metric``/``--mode``), prints the table as Markdown
+and writes ``leaderboard.md``, ``leaderboard.csv`` and ``sweep.png`` (the metric against each
+swept parameter, best job starred) into the multirun folder or ``--out``.
+"""
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# final metrics shown after the ranked one, when the jobs have them
+SHOWN = ("val/mIoU", "val/dice", "val/pixel_acc", "val/loss", "test/mIoU", "test/dice")
+
+
+def _value(text: str) -> Any:
+    """An override's value as a number where it is one (for sorting and plotting)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One record per job folder: its number, overrides, config monitor and summary (if any)."""
+    jobs = []
+    for folder in sweep_dir.iterdir():
+        overrides_file = folder / ".hydra" / "overrides.yaml"
+        if not folder.is_dir() or not overrides_file.is_file():
+            continue
+        overrides = yaml.safe_load(overrides_file.read_text()) or []
+        config_file = folder / ".hydra" / "config.yaml"
+        config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+        summary_file = folder / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+        jobs.append(
+            {
+                "job": folder.name,
+                "overrides": dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o),
+                "monitor": (config or {}).get("monitor") or {},
+                "summary": summary,
+            }
+        )
+    return sorted(
+        jobs,
+        key=lambda j: (not j["job"].isdigit(), int(j["job"]) if j["job"].isdigit() else j["job"]),
+    )
+
+
+def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
+    """Override keys whose value differs between jobs, in command-line order."""
+    keys: list[str] = []
+    for job in jobs:
+        keys += [k for k in job["overrides"] if k not in keys]
+    return [k for k in keys if len({j["overrides"].get(k) for j in jobs}) > 1]
+
+
+def score(job: dict[str, Any], metric: str) -> float | None:
+    """The job's ranked number: the best monitored score when ranking by the monitor, else the
+    final value of ``metric``."""
+    summary = job["summary"]
+    if summary is None:
+        return None
+    if metric == summary.get("monitor") and summary.get("best_score") is not None:
+        return float(summary["best_score"])
+    value = summary.get("metrics", {}).get(metric)
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def leaderboard(
+    jobs: list[dict[str, Any]], metric: str, mode: str
+) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows, best first; unfinished jobs last."""
+    keys = swept_keys(jobs)
+    shown = [
+        m
+        for m in SHOWN
+        if m != metric and any(m in (j["summary"] or {}).get("metrics", {}) for j in jobs)
+    ]
+    header = ["rank", "job", *keys, f"best {metric}", *shown, "epochs", "duration_s", "status"]
+    finished = [j for j in jobs if score(j, metric) is not None]
+    finished.sort(key=lambda j: score(j, metric), reverse=mode == "max")
+    rows = []
+    for rank, job in enumerate([*finished, *[j for j in jobs if j not in finished]], start=1):
+        summary = job["summary"] or {}
+        metrics = summary.get("metrics", {})
+        rows.append(
+            [
+                rank if job in finished else "",
+                job["job"],
+                *[job["overrides"].get(k, "") for k in keys],
+                score(job, metric) if job in finished else "",
+                *[metrics.get(m, "") for m in shown],
+                summary.get("epochs", ""),
+                summary.get("duration_s", ""),
+                "done" if job["summary"] else "unfinished",
+            ]
+        )
+    return header, rows
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, str) and "." in value:
+        value = _value(value)  # long swept floats such as Optuna's learning rates
+    if isinstance(value, float):
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e3 else f"{value:.4g}"
+    return str(value)
+
+
+def to_markdown(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot(jobs: list[dict[str, Any]], metric: str, mode: str, path: Path) -> Path | None:
+    """Scatter of ``metric`` against each swept parameter (log axis for wide positive ranges)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = swept_keys(jobs)
+    done = [j for j in jobs if score(j, metric) is not None]
+    if not keys or not done:
+        return None
+    best = (max if mode == "max" else min)(done, key=lambda j: score(j, metric))
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        values = [_value(j["overrides"].get(key, "")) for j in done]
+        ys = [score(j, metric) for j in done]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if numeric:
+            xs = [float(v) for v in values]
+            if min(xs) > 0 and max(xs) / min(xs) > 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values})
+            xs = [labels.index(str(v)) for v in values]
+            ax.set_xticks(range(len(labels)), labels)
+        ax.scatter(xs, ys, alpha=0.8)
+        i = done.index(best)
+        ax.scatter(
+            [xs[i]], [ys[i]], marker="*", s=200, color="tab:red", label=f"best (job {best['job']})"
+        )
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(loc="best", fontsize="small")
+    fig.suptitle(f"{metric} ({mode}) over {len(done)} jobs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (holds 0/, 1/, ...)")
+    parser.add_argument("--metric", help="rank by this metric (default: the jobs' monitor.metric)")
+    parser.add_argument("--mode", choices=("max", "min"), help="default: the jobs' monitor.mode")
+    parser.add_argument("--out", type=Path, help="where the files go (default: sweep_dir)")
+    args = parser.parse_args(argv)
+
+    jobs = load_jobs(args.sweep_dir) if args.sweep_dir.is_dir() else []
+    if not jobs:
+        print(
+            f"summarize_sweep: error: no job folders (with .hydra/overrides.yaml) in "
+            f"{args.sweep_dir}",
+            file=sys.stderr,
+        )
+        return 2
+    monitor = next((j["monitor"] for j in jobs if j["monitor"]), {})
+    metric = args.metric or monitor.get("metric", "val/mIoU")
+    mode = args.mode or monitor.get("mode", "max")
+    header, rows = leaderboard(jobs, metric, mode)
+    out = args.out or args.sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(header, rows)
+    (out / "leaderboard.md").write_text(f"# {args.sweep_dir}\n\n{markdown}")
+    with open(out / "leaderboard.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    figure = plot(jobs, metric, mode, out / "sweep.png")
+    print(markdown)
+    print(
+        f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}"
+        + (f", {figure}" if figure else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
