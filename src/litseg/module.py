@@ -1,13 +1,16 @@
 """SegmentationModule: the training, validation and test logic shared by every model and loss."""
 
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.loggers import WandbLogger
 from torch import nn
+from torchmetrics import Metric
 
-from litseg.metrics import build_metrics, predictions, summarize
+from litseg.metrics import build_metrics, predictions, save_confusion_matrix, summarize
 from litseg.tasks import check_num_classes, check_task
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -25,8 +28,12 @@ class SegmentationModule(LightningModule):
         scheduler: partial taking the optimizer, or None.
         scheduler_interval: ``epoch`` or ``step``.
         monitor: metric a plateau scheduler follows.
-        aux_weight: weight of the auxiliary head's loss when the net has one.
+        aux_weight: weight of the auxiliary heads' loss when the net returns ``aux`` (or any
+            other output besides ``out``): loss(out) + aux_weight * loss(aux).
         threshold: probability threshold for binary and multilabel predictions.
+        boundary_metric: also compute the boundary HD95 at test time (``test/HD95``).
+        confusion_matrix: save ``confusion_matrix.png`` in the run directory after testing
+            (and log it to W&B when a WandbLogger is attached).
     """
 
     def __init__(
@@ -43,6 +50,8 @@ class SegmentationModule(LightningModule):
         monitor: str = "val/mIoU",
         aux_weight: float = 0.4,
         threshold: float = 0.5,
+        boundary_metric: bool = True,
+        confusion_matrix: bool = True,
     ) -> None:
         super().__init__()
         check_task(task)
@@ -61,7 +70,7 @@ class SegmentationModule(LightningModule):
         self.scheduler_factory = scheduler
         self.class_names = class_names
         self.val_metrics = build_metrics(task, num_classes, ignore_index)
-        self.test_metrics = build_metrics(task, num_classes, ignore_index)
+        self.test_metrics = build_metrics(task, num_classes, ignore_index, boundary_metric)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (N, C, H, W) for a batch of images; auxiliary outputs are dropped."""
@@ -69,11 +78,14 @@ class SegmentationModule(LightningModule):
         return out["out"] if isinstance(out, Mapping) else out
 
     def _loss(self, out: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor):
+        """Main logits and loss; every extra output (aux heads) adds aux_weight * its loss."""
         if not isinstance(out, Mapping):
             return out, self.loss_fn(out, target)
         loss = self.loss_fn(out["out"], target)
-        if "aux" in out and self.hparams.aux_weight:
-            loss = loss + self.hparams.aux_weight * self.loss_fn(out["aux"], target)
+        if self.hparams.aux_weight:
+            for name, logits in out.items():
+                if name != "out":
+                    loss = loss + self.hparams.aux_weight * self.loss_fn(logits, target)
         return out["out"], loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -106,9 +118,21 @@ class SegmentationModule(LightningModule):
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         values = summarize(metrics.compute(), stage, self.class_names)
+        if stage == "test" and self.hparams.confusion_matrix and not self.trainer.sanity_checking:
+            self._save_confusion_matrix(metrics["confmat"])
         metrics.reset()
         self.log(f"{stage}/mIoU", values.pop(f"{stage}/mIoU"), prog_bar=True)
         self.log_dict(values)
+
+    def _save_confusion_matrix(self, confmat: Metric) -> None:
+        """confusion_matrix.png in the run directory (trainer.default_root_dir), and to W&B."""
+        if not self.trainer.is_global_zero:
+            return
+        path = Path(self.trainer.default_root_dir) / "confusion_matrix.png"
+        save_confusion_matrix(confmat, self.class_names, path, self.hparams.task)
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="test/confusion_matrix", images=[str(path)])
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")

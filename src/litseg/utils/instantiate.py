@@ -1,17 +1,26 @@
 """Turn the composed config into objects: the one place that reads config groups."""
 
+import copy
+import logging
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning import Callback, LightningDataModule
 from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litseg.errors import ConfigError
 from litseg.losses import check_loss_fits_task
+from litseg.losses.class_weights import (
+    MEDIAN_FREQUENCY,
+    median_frequency_weights,
+    training_masks,
+)
 from litseg.module import SegmentationModule
 from litseg.tasks import check_num_classes, check_task
+
+log = logging.getLogger(__name__)
 
 
 def group_choice(group: str) -> str | None:
@@ -44,9 +53,49 @@ def build_datamodule(cfg: DictConfig) -> LightningDataModule:
     )
 
 
+def _loss_nodes_with(node: Any, key: str, value: str) -> list[DictConfig]:
+    """Every config node under ``node`` (itself included) where ``node[key] == value``."""
+    found = []
+    if isinstance(node, DictConfig):
+        if node.get(key) == value:
+            found.append(node)
+        for child in node.values():
+            found += _loss_nodes_with(child, key, value)
+    return found
+
+
+def resolve_class_weights(cfg: DictConfig) -> DictConfig:
+    """The loss config with ``class_weights: median_frequency`` replaced by computed weights.
+
+    The weights come from the training split's masks (untransformed), once per run.
+    """
+    loss_cfg = require(cfg, "loss")
+    if not _loss_nodes_with(loss_cfg, "class_weights", MEDIAN_FREQUENCY):
+        return loss_cfg
+    if cfg.data.task != "multiclass":
+        raise ConfigError(
+            f"loss.class_weights=median_frequency needs data.task=multiclass (got "
+            f"{cfg.data.task}); for binary/multilabel use loss.pos_weight or a list"
+        )
+    cfg = copy.deepcopy(cfg)
+    datamodule = instantiate(cfg.data)
+    weights = median_frequency_weights(
+        training_masks(datamodule), cfg.data.num_classes, cfg.data.get("ignore_index")
+    )
+    log.info("median-frequency class weights: %s", ", ".join(f"{w:.3f}" for w in weights))
+    with open_dict(cfg):
+        for node in _loss_nodes_with(cfg.loss, "class_weights", MEDIAN_FREQUENCY):
+            node.class_weights = weights
+    return cfg.loss
+
+
 def build_module(cfg: DictConfig) -> SegmentationModule:
-    """Model + loss + optimizer (+ scheduler) in a SegmentationModule; checks loss vs task."""
-    loss = instantiate(require(cfg, "loss"))
+    """Model + loss + optimizer (+ scheduler) in a SegmentationModule; checks loss vs task.
+
+    ``class_weights: median_frequency`` anywhere in the loss config is computed here from the
+    training set.
+    """
+    loss = instantiate(resolve_class_weights(cfg))
     check_loss_fits_task(loss, cfg.data.task, group_choice("loss"))
     net = instantiate(require(cfg, "model"))
     scheduler_cfg = cfg.get("scheduler")

@@ -1,0 +1,48 @@
+"""Class weights computed from the training set: median frequency balancing.
+
+Eigen & Fergus (2015): freq(c) = pixels of class c / pixels of the images where c appears, and
+weight(c) = median over classes of freq / freq(c). Frequent classes weigh less than 1, rare
+ones more. A class that never appears gets weight 0 (it has no pixels to weigh).
+"""
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from litseg.errors import ConfigError
+
+MEDIAN_FREQUENCY = "median_frequency"
+
+
+def median_frequency_weights(
+    masks: Iterable[np.ndarray | torch.Tensor], num_classes: int, ignore_index: int | None
+) -> list[float]:
+    """Median-frequency weights (one per class) from class-index masks."""
+    class_pixels = np.zeros(num_classes, dtype=np.float64)
+    image_pixels = np.zeros(num_classes, dtype=np.float64)
+    for mask in masks:
+        labels = np.asarray(mask).reshape(-1).astype(np.int64)
+        if ignore_index is not None:
+            labels = labels[labels != ignore_index]
+        labels = labels[(labels >= 0) & (labels < num_classes)]
+        counts = np.bincount(labels, minlength=num_classes)
+        class_pixels += counts
+        image_pixels += (counts > 0) * labels.size
+    seen = class_pixels > 0
+    if not seen.any():
+        raise ConfigError("loss.class_weights=median_frequency: the training set has no labels")
+    freq = np.where(seen, class_pixels / np.maximum(image_pixels, 1), np.nan)
+    weights = np.where(seen, np.nanmedian(freq) / freq, 0.0)
+    return [float(w) for w in weights]
+
+
+def training_masks(datamodule: object) -> Iterable[np.ndarray | torch.Tensor]:
+    """The untransformed masks of a SegmentationDataModule's train split."""
+    factory = datamodule.dataset_factory
+    args = datamodule.split_args.get("train")
+    if args is None:
+        raise ConfigError("loss.class_weights=median_frequency needs a train split in data.splits")
+    dataset = factory(**args, transform=None)
+    for index in range(len(dataset)):
+        yield dataset[index]["mask"]
