@@ -1,5 +1,6 @@
 """SegmentationDataModule: one LightningDataModule for every dataset litseg knows."""
 
+import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -8,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from litseg.data.checks import verify
 from litseg.errors import ConfigError, DataError
@@ -20,6 +21,14 @@ def default_num_workers() -> int:
     """One worker per spare CPU core (at most 8), leaving one core to the training loop."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min(8, (cores or 1) - 1))
+
+
+def _accepts(factory: Callable[..., Any], name: str) -> bool:
+    """Whether ``factory`` (a class or a partial of one) takes a keyword ``name``."""
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class PadCollate:
@@ -80,7 +89,8 @@ class SegmentationDataModule(LightningDataModule):
             (e.g. ``fold``, ``val_fraction``, ``download``), kept here for the record.
 
     A split's arguments may hold ``when_exists: <path>``: the split is used only when that
-    path exists (e.g. an optional test folder).
+    path exists (e.g. an optional test folder); and ``length: N`` for datasets that do not
+    take a length themselves: only their first N samples are used (quick runs, tests).
     """
 
     def __init__(
@@ -142,9 +152,16 @@ class SegmentationDataModule(LightningDataModule):
                     f"data.splits has no '{split}' split; "
                     f"it has {', '.join(self.split_args) or 'none'}"
                 )
-            dataset = self.dataset_factory(
-                **self.split_args[split], transform=self.transforms[split]
-            )
+            args = dict(self.split_args[split])
+            length = None
+            if "length" in args and not _accepts(self.dataset_factory, "length"):
+                length = args.pop("length")
+            dataset = self.dataset_factory(**args, transform=self.transforms[split])
+            if length is not None:
+                if hasattr(dataset, "pairs"):
+                    dataset.pairs = dataset.pairs[:length]
+                else:
+                    dataset = Subset(dataset, range(min(length, len(dataset))))
             if len(dataset) == 0:
                 raise ConfigError(f"the {split} split of data is empty")
             verify(dataset, self.check)

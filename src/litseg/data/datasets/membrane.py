@@ -4,7 +4,9 @@
     root/label/{0..29}.png   0 = membrane, 255 = cell interior
 
 Neighbouring slices are correlated, so splits are contiguous blocks of slices: the slices
-are cut into ``num_folds`` blocks and block ``fold`` is the validation split.
+are cut into ``num_folds`` blocks and block ``fold`` is the validation split. The challenge's
+test labels are not public; labelled slices of your own in root/test/{image,label} form the
+test split when that folder exists.
 """
 
 from collections.abc import Callable
@@ -30,7 +32,8 @@ class MembraneDataset(PairedFilesDataset):
 
     Args:
         root: the folder holding image/ and label/.
-        split: train (all blocks but ``fold``) or val (block ``fold``).
+        split: train (all blocks but ``fold``), val (block ``fold``) or test (every slice
+            under root/test).
         fold: which of the ``num_folds`` contiguous blocks is held out for validation.
         num_folds: how many contiguous blocks the slices are cut into.
         target: which class is 1: ``membrane`` (mask value 0) or ``interior`` (255).
@@ -46,8 +49,8 @@ class MembraneDataset(PairedFilesDataset):
         target: Literal["membrane", "interior"] = "membrane",
         transform: Callable[..., dict[str, Any]] | None = None,
     ) -> None:
-        if split not in ("train", "val"):
-            raise ConfigError(f"data split {split!r}; membrane has train and val (by block)")
+        if split not in ("train", "val", "test"):
+            raise ConfigError(f"data split {split!r}; membrane has train, val and test")
         if not 0 <= fold < num_folds:
             raise ConfigError(f"data.fold={fold}; expected 0 <= fold < data.num_folds={num_folds}")
         if target not in ("membrane", "interior"):
@@ -58,7 +61,8 @@ class MembraneDataset(PairedFilesDataset):
                 f"data.root={root} does not exist; expected the ISBI 2012 folder "
                 f"with image/ and label/ (from {SOURCE}); set data.root=/path/to/it"
             )
-        image_dir, mask_dir = root / "image", root / "label"
+        base = root / "test" if split == "test" else root
+        image_dir, mask_dir = base / "image", base / "label"
         pairs = match_pairs(
             list_files(image_dir, IMAGE_SUFFIXES),
             list_files(mask_dir, MASK_SUFFIXES),
@@ -66,6 +70,8 @@ class MembraneDataset(PairedFilesDataset):
             mask_dir,
         )
         pairs.sort(key=lambda pair: _slice_key(pair[0].stem))
+        if split == "test":
+            num_folds, fold = 1, 0
         if len(pairs) < num_folds:
             raise DataError(
                 f"{image_dir} has {len(pairs)} slices; data.num_folds={num_folds} "
@@ -74,7 +80,7 @@ class MembraneDataset(PairedFilesDataset):
         blocks = np.array_split(np.arange(len(pairs)), num_folds)
         chosen = (
             blocks[fold]
-            if split == "val"
+            if split in ("val", "test")
             else np.concatenate([b for k, b in enumerate(blocks) if k != fold])
         )
         self.target = target
