@@ -51,12 +51,14 @@ def test_eval_writes_tables_and_the_worst_images(tmp_path: Path) -> None:
     names = ["background", "circle", "square", "triangle"]
 
     with open(run / "test_metrics.csv") as f:
-        rows = {r["name"]: r for r in csv.DictReader(f)}
+        rows = {(r["class"], r["metric"]): r["value"] for r in csv.DictReader(f)}
     for name in names:
         logged = result["metrics"][f"test/IoU_{name}"]
-        assert float(rows[name]["value"]) == pytest.approx(logged, abs=1e-6, nan_ok=True)
-    assert sum(float(rows[n]["pixel_share"]) for n in names) == pytest.approx(1.0, abs=1e-5)
-    assert float(rows["mIoU"]["value"]) == pytest.approx(result["metrics"]["test/mIoU"], abs=1e-6)
+        assert float(rows[name, "IoU"]) == pytest.approx(logged, abs=1e-6, nan_ok=True)
+    assert sum(float(rows[n, "pixel_share"]) for n in names) == pytest.approx(1.0, abs=1e-5)
+    assert sum(int(rows[n, "pixels"]) for n in names) == 16 * 64 * 64
+    miou = result["metrics"]["test/mIoU"]
+    assert float(rows["all", "mIoU"]) == pytest.approx(miou, abs=1e-6)
     markdown = (run / "test_metrics.md").read_text()
     assert all(f"| {n} |" in markdown for n in names) and "| mIoU |" in markdown
     assert json.loads((run / "summary.json").read_text())["task"] == "eval"

@@ -179,18 +179,26 @@ def scan_images(
     return sorted((-neg_iou, -neg_index) for neg_iou, neg_index in worst), support
 
 
-def _report_rows(metrics: dict[str, float], split: str, names: list[str], support: np.ndarray):
+def _report_rows(
+    metrics: dict[str, float], split: str, names: list[str], support: np.ndarray
+) -> tuple[list[str], list[list[Any]], list[tuple[str, float]]]:
+    """(per-class metric names, one row per class, overall (name, value) pairs).
+
+    A metric is per-class when ``<split>/<metric>_<class>`` is logged for every class (IoU,
+    and whatever else the metrics module reports per class).
+    """
+    ours = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/")}
+    suffixes = tuple(f"_{n}" for n in names)
+    candidates = sorted({k[: -len(s)] for k in ours for s in suffixes if k.endswith(s)})
+    per_class_metrics = [m for m in candidates if all(f"{m}_{n}" in ours for n in names)]
+    per_class_keys = {f"{m}_{n}" for m in per_class_metrics for n in names}
     share = support / max(int(support.sum()), 1)
-    per_class = [
-        (name, metrics.get(f"{split}/IoU_{name}", float("nan")), float(s), int(n))
-        for name, s, n in zip(names, share, support, strict=True)
+    rows = [
+        [name, *(ours[f"{m}_{name}"] for m in per_class_metrics), float(s), int(p)]
+        for name, s, p in zip(names, share, support, strict=True)
     ]
-    overall = [
-        (k.split("/", 1)[1], v)
-        for k, v in sorted(metrics.items())
-        if k.startswith(f"{split}/") and "/IoU_" not in k
-    ]
-    return per_class, overall
+    overall = [(k, v) for k, v in sorted(ours.items()) if k not in per_class_keys]
+    return per_class_metrics, rows, overall
 
 
 def write_report(
@@ -212,22 +220,26 @@ def write_report(
     worst, support = scan_images(
         module, dataset, task, num_classes, ignore, int(options.get("batch_size", 16)), worst_k
     )
-    per_class, overall = _report_rows(metrics, split, names, support)
+    columns, rows, overall = _report_rows(metrics, split, names, support)
 
-    lines = [f"## {split} metrics", "", "| class | IoU | pixel share |", "|---|---:|---:|"]
-    lines += [f"| {n} | {iou:.4f} | {share:.4f} |" for n, iou, share, _ in per_class]
+    header = ["class", *columns, "pixel share"]
+    lines = [f"## {split} metrics", "", "| " + " | ".join(header) + " |"]
+    lines.append("|---|" + "---:|" * (len(header) - 1))
+    lines += ["| " + " | ".join([r[0], *(f"{v:.4f}" for v in r[1:-1])]) + " |" for r in rows]
     lines += ["", "| metric | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in overall]
     markdown = "\n".join(lines) + "\n"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"{split}_metrics.md").write_text(markdown)
+    # long format (one value per row): stays readable whatever metrics are logged
     with open(run_dir / f"{split}_metrics.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["name", "kind", "value", "pixel_share", "pixels"])
-        for name, iou, share, pixels in per_class:
-            writer.writerow([name, "IoU", f"{iou:.6f}", f"{share:.6f}", pixels])
+        writer.writerow(["class", "metric", "value"])
+        for row in rows:
+            for metric, value in zip([*columns, "pixel_share", "pixels"], row[1:], strict=True):
+                writer.writerow([row[0], metric, value if metric == "pixels" else f"{value:.6f}"])
         for name, value in overall:
-            writer.writerow([name, "overall", f"{value:.6f}", "", ""])
+            writer.writerow(["all", name, f"{value:.6f}"])
 
     if worst:
         _draw_worst(worst, dataset, module, data, task, run_dir / "worst")
