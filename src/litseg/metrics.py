@@ -166,15 +166,23 @@ def summarize(
 
 
 def save_confusion_matrix(
-    metric: Metric, class_names: list[str], path: str | Path, task: str
+    metric: Metric,
+    class_names: list[str],
+    path: str | Path,
+    task: str,
+    confmat: torch.Tensor | None = None,
 ) -> Path:
-    """Plot a computed confusion-matrix metric (rows: true class, normalised) to ``path``."""
+    """Plot a confusion matrix (rows: true class, normalised) with ``metric.plot`` to ``path``.
+
+    ``confmat`` is the already computed (and, under DDP, synchronised) matrix; without it the
+    metric is computed here, which under DDP must then happen on every process.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    confmat = metric.compute().double()
+    confmat = (metric.compute() if confmat is None else confmat).double().cpu()
     rows = confmat.sum(-1, keepdim=True)
     normalised = torch.where(rows > 0, confmat / rows.clamp_min(1), 0.0)
     labels = ["background", class_names[0]] if task == "binary" else list(class_names)

@@ -117,19 +117,20 @@ class SegmentationModule(LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
-        values = summarize(metrics.compute(), stage, self.class_names)
-        if stage == "test" and self.hparams.confusion_matrix and not self.trainer.sanity_checking:
-            self._save_confusion_matrix(metrics["confmat"])
+        computed = metrics.compute()  # on every process: it synchronises under DDP
+        values = summarize(computed, stage, self.class_names)
+        if stage == "test" and self.hparams.confusion_matrix:
+            self._save_confusion_matrix(metrics["confmat"], computed["confmat"])
         metrics.reset()
         self.log(f"{stage}/mIoU", values.pop(f"{stage}/mIoU"), prog_bar=True)
         self.log_dict(values)
 
-    def _save_confusion_matrix(self, confmat: Metric) -> None:
+    def _save_confusion_matrix(self, metric: Metric, confmat: torch.Tensor) -> None:
         """confusion_matrix.png in the run directory (trainer.default_root_dir), and to W&B."""
         if not self.trainer.is_global_zero:
             return
         path = Path(self.trainer.default_root_dir) / "confusion_matrix.png"
-        save_confusion_matrix(confmat, self.class_names, path, self.hparams.task)
+        save_confusion_matrix(metric, self.class_names, path, self.hparams.task, confmat)
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="test/confusion_matrix", images=[str(path)])
