@@ -90,6 +90,30 @@ def test_job_command_line_is_the_job_not_the_sweep() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.precision=bf16-mixed"],
+        [
+            "trainer.accumulate_grad_batches=2",
+            "trainer.gradient_clip_algorithm=value",
+            "trainer.gradient_clip_val=0.5",
+        ],
+    ],
+    ids=["bf16-mixed", "accumulate-clip"],
+)
+def test_precision_accumulation_and_clipping_from_config(make_cfg, overrides: list[str]) -> None:
+    from litseg.train import train
+
+    cfg = make_cfg("debug=limit", "trainer.max_epochs=1", "test=false", *overrides)
+    result = train(cfg)
+    trainer = result["objects"]["trainer"]
+    assert trainer.accumulate_grad_batches == cfg.trainer.accumulate_grad_batches
+    assert trainer.gradient_clip_val == cfg.trainer.gradient_clip_val
+    assert trainer.precision == str(cfg.trainer.precision)
+    assert 0.0 <= result["metrics"]["val/mIoU"] <= 1.0
+
+
 @pytest.mark.slow
 def test_two_nodes_on_loopback_agree_with_one_process(
     single_process: dict[str, float], tmp_path: Path
