@@ -98,7 +98,7 @@ def load_predictor(ckpt_path: str | Path, device: str = "cpu") -> Predictor:
         class_names=names,
         palette=palette_for(max(int(data.num_classes), 2), data.get("palette")),
         in_channels=int(data.get("in_channels", 3)),
-        threshold=float(cfg.get("module", {}).get("threshold", 0.5) or 0.5),
+        threshold=float(OmegaConf.select(cfg, "module.threshold", default=None) or 0.5),
         stride=model_stride(net),
         config=cfg,
     )
