@@ -201,3 +201,15 @@ def test_cli_pretrained_offline_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model.weights_path=" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_smp_timm_encoder_weights_path_takes_a_timm_checkpoint(tmp_path: Path) -> None:
+    import timm
+
+    source = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "timm_resnet18.pth"
+    torch.save(source.state_dict(), path)
+    net = SMPModel("FPN", "tu-resnet18", 3, 2, weights_path=str(path))
+    torch.testing.assert_close(
+        net.net.encoder.model.layer1[0].conv1.weight, source.layer1[0].conv1.weight
+    )

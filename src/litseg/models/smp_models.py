@@ -98,6 +98,8 @@ class SMPModel(nn.Module):
         if in_channels != 3:
             self.net = smp.create_model(**build, in_channels=3, encoder_weights=None)
         state = read_state_dict(weights_path)
+        if build["encoder_name"].startswith("tu-"):  # a timm checkpoint: smp wraps it as .model
+            state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
         load_into(self.net.encoder, state, f"{build['encoder_name']} encoder")
         if in_channels != 3:
             self.net.encoder.set_in_channels(in_channels, pretrained=True)
