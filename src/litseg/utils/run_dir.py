@@ -19,9 +19,13 @@ def holds_run(path: Path) -> bool:
     return path.is_dir() and any((path / marker).exists() for marker in RUN_MARKERS)
 
 
+# Rank variables of Lightning's launcher, torchrun and SLURM (srun starts one task per rank).
+RANK_VARS = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
 def _is_child_process() -> bool:
-    # Lightning's DDP launcher re-runs the script for ranks > 0 in the same run directory.
-    return any(os.environ.get(var, "0") not in ("", "0") for var in ("LOCAL_RANK", "NODE_RANK"))
+    # Ranks > 0 (Lightning's DDP workers, torchrun, srun tasks) join rank 0's run directory.
+    return any(os.environ.get(var, "0") not in ("", "0") for var in RANK_VARS)
 
 
 def _refuse(error: RunDirExistsError) -> None:
