@@ -38,11 +38,9 @@ def median_frequency_weights(
 
 
 def training_masks(datamodule: object) -> Iterable[np.ndarray | torch.Tensor]:
-    """The untransformed masks of a SegmentationDataModule's train split."""
-    factory = datamodule.dataset_factory
-    args = datamodule.split_args.get("train")
-    if args is None:
+    """The masks of a SegmentationDataModule's train split (built without transforms)."""
+    if "train" not in getattr(datamodule, "split_args", {}):
         raise ConfigError("loss.class_weights=median_frequency needs a train split in data.splits")
-    dataset = factory(**args, transform=None)
+    dataset = datamodule.build("train")
     for index in range(len(dataset)):
         yield dataset[index]["mask"]
