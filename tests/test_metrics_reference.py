@@ -170,3 +170,21 @@ def test_confusion_matrix_picture(tmp_path: Path) -> None:
     path = save_confusion_matrix(metrics["confmat"], NAMES, tmp_path / "cm.png", "multiclass")
     image = imread(path)
     assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0
+
+
+def test_hd95_binary_and_multilabel_agree_with_the_scipy_reference() -> None:
+    target = np.zeros((1, 30, 30), dtype=np.int64)
+    pred = np.zeros_like(target)
+    target[0, 4:18, 6:20] = 1
+    pred[0, 7:20, 5:16] = 1
+    expected = reference_hd95(pred[0] == 1, target[0] == 1)
+    binary = HausdorffDistance95("binary", 1)
+    binary.update(torch.from_numpy(pred).bool(), torch.from_numpy(target))
+    multilabel = HausdorffDistance95("multilabel", 2)
+    stacked = lambda a: torch.from_numpy(np.stack([a, 1 - a], axis=1))  # noqa: E731
+    multilabel.update(stacked(pred).bool(), stacked(target))
+    assert math.isclose(binary.compute().item(), expected, rel_tol=1e-5)  # one class
+    assert math.isclose(multilabel.compute()[0].item(), expected, rel_tol=1e-5)
+    assert math.isclose(
+        multilabel.compute()[1].item(), reference_hd95(pred[0] == 0, target[0] == 0), rel_tol=1e-5
+    )
