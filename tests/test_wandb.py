@@ -1,5 +1,6 @@
 """logger=wandb with no API key and no network: offline run files inside the run directory."""
 
+import socket
 import time
 from pathlib import Path
 
@@ -27,7 +28,11 @@ def test_offline_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     assert wandb_should_be_offline()
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert not wandb_should_be_offline()
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a reachable "W&B server"
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert not wandb_should_be_offline()
+    # a key but no server: offline instead of waiting for the network
+    assert wandb_should_be_offline()
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert wandb_should_be_offline()
 
@@ -66,6 +71,7 @@ def test_prediction_masks_every_epoch_and_sweep_group(
         "test=false",
         "callbacks.wandb_images.every_n_epochs=1",
         "callbacks.wandb_images.max_images=2",
+        "logger.wandb.log_model=true",  # offline: ignored with a warning, not an error
         "hydra.mode=MULTIRUN",
         "hydra.sweep.dir=/somewhere/multiruns/2026-01-02_03-04-05",
     )
@@ -74,6 +80,7 @@ def test_prediction_masks_every_epoch_and_sweep_group(
 
     wandb.finish()
     assert cfg.logger.wandb.group == "debug-2026-01-02_03-04-05"
+    assert cfg.logger.wandb.log_model is False
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     keys = (b"val/predictions", b"debug-2026-01-02_03-04-05", b"truth", b"prediction")
     data = _run_file_with(run, (*keys, b"circle", b"triangle"))

@@ -14,6 +14,7 @@ from lightning.pytorch.strategies.launchers.subprocess_script import _Subprocess
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litseg.callbacks import RngStateInCheckpoint, StoreRunConfig
+from litseg.errors import ConfigError
 from litseg.utils.instantiate import (
     build_callbacks,
     build_datamodule,
@@ -49,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("Resuming from %s (this run writes to %s)", ckpt_path, run_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    _name_wandb_group(cfg)
+    _prepare_wandb(cfg)
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
@@ -61,6 +62,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(resolved)
     # DDP workers re-run the command line: make it this job's, with the resolved checkpoint
     launches = isinstance(getattr(trainer.strategy, "launcher", None), _SubprocessScriptLauncher)
+    if launches and "submitit" in str(_hydra_launcher_target()):
+        raise ConfigError(
+            f"trainer.devices={cfg.trainer.devices} starts DDP workers by re-running the command "
+            "line, which a submitit job cannot do; use the default launcher for multi-process "
+            "jobs on this machine, or hydra/launcher=submitit_slurm with "
+            "hydra.launcher.tasks_per_node equal to trainer.devices (SLURM starts the ranks)"
+        )
     replace = {"ckpt_path": ckpt_path} if ckpt_path else None
     metrics: dict[str, float] = {}
     with distributed_job(launches, run_dir, replace):
@@ -98,15 +106,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def _name_wandb_group(cfg: DictConfig) -> None:
-    """Jobs of one multirun share a W&B group named after the sweep (unless one is set)."""
+def _hydra_launcher_target() -> str | None:
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "launcher._target_")
+
+
+def _prepare_wandb(cfg: DictConfig) -> None:
+    """W&B settings that depend on the run: multirun jobs share a group named after the sweep
+    (unless one is set); checkpoints are uploaded only online (Lightning refuses offline)."""
     wandb_cfg = OmegaConf.select(cfg, "logger.wandb")
-    if wandb_cfg is None or wandb_cfg.get("group") is not None:
-        return
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if wandb_cfg is None:
         return
     with open_dict(cfg):
-        wandb_cfg.group = f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}"
+        if wandb_cfg.get("offline") and wandb_cfg.get("log_model"):
+            log.warning(
+                "logger.wandb.log_model=%s ignored: W&B is offline (no API key); the "
+                "checkpoints stay in the run directory",
+                wandb_cfg.log_model,
+            )
+            wandb_cfg.log_model = False
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+        if multirun and wandb_cfg.get("group") is None:
+            wandb_cfg.group = f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}"
 
 
 def _overrides() -> list[str]:
