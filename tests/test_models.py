@@ -4,7 +4,6 @@ Logits must come out at the input's size, including sizes that are not multiples
 Heavy torchvision ResNets run on small inputs and are marked slow.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -182,22 +181,20 @@ def test_smp_weights_path_loads_the_encoder_even_for_grayscale(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_cli_pretrained_offline_exits_2_with_one_line(tmp_path: Path) -> None:
-    env_backup = dict(os.environ)
-    os.environ.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    try:
-        result = run_cli(
-            "train.py",
-            "model=smp",
-            "model.pretrained=true",
-            "data.num_workers=0",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            "logger=none",
-            timeout=120,
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
+def test_cli_pretrained_offline_exits_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the Hub unreachable, as on an offline machine
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # and nothing cached
+    result = run_cli(
+        "train.py",
+        "model=smp",
+        "model.pretrained=true",
+        "data.num_workers=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "logger=none",
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "model.weights_path=" in result.stderr
     assert "Traceback" not in result.stderr
