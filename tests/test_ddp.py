@@ -114,6 +114,16 @@ def test_precision_accumulation_and_clipping_from_config(make_cfg, overrides: li
     assert 0.0 <= result["metrics"]["val/mIoU"] <= 1.0
 
 
+def test_ddp_workers_under_submitit_local_are_refused_before_training(make_cfg, tmp_path) -> None:
+    from litseg.errors import ConfigError
+    from litseg.train import train
+
+    cfg = make_cfg("trainer=ddp_sim", "hydra/launcher=submitit_local", "logger=none")
+    with pytest.raises(ConfigError, match="hydra.launcher.tasks_per_node"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+
+
 @pytest.mark.slow
 def test_two_nodes_on_loopback_agree_with_one_process(
     single_process: dict[str, float], tmp_path: Path
