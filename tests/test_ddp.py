@@ -87,6 +87,7 @@ def test_job_command_line_is_the_job_not_the_sweep() -> None:
         "loss=dice_ce",
         "seed=1",
         "ckpt_path=/r/last.ckpt",
+        "hydra.mode=RUN",
     ]
 
 

@@ -37,7 +37,8 @@ def job_command_line(argv: list[str], overrides: list[str], replace: dict[str, s
     keep = [a for a in argv[1:] if a not in MULTIRUN_FLAGS and ("=" not in a or a.startswith("-"))]
     job = [o for o in overrides if _key(o) not in replace]
     job += [f"{key}={value}" for key, value in replace.items()]
-    return [argv[0], *keep, *job]
+    # a config may switch multirun on (hparams_search=optuna sets hydra.mode): workers run once
+    return [argv[0], *keep, *job, "hydra.mode=RUN"]
 
 
 def prepare_worker_launch(run_dir: Path, replace: dict[str, str] | None = None) -> None:
