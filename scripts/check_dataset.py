@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in datamodule.split_args:
         print(f"\n[{split}]")
         try:
-            dataset = datamodule.dataset_factory(**datamodule.split_args[split], transform=None)
+            dataset = datamodule.make_dataset(split, transform=None)
         except DataError as err:
             print(f"  ERROR {err}")
             failed = True

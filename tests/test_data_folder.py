@@ -190,6 +190,7 @@ def test_broken_input_fails_at_setup_naming_the_culprit(make_cfg, tmp_path, kind
         dm.setup("fit")
 
 
+@pytest.mark.slow
 def test_train_cli_refuses_broken_data_with_one_line(tmp_path) -> None:
     root = make_tree(tmp_path / "d", {"train": 2, "val": 1})
     Image.fromarray(np.full((24, 32), 9, np.uint8)).save(root / "val" / "masks" / "val_0.png")

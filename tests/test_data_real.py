@@ -52,6 +52,7 @@ def test_camvid_missing_folders_are_named(tmp_path) -> None:
 @needs
 def test_membrane_is_binary_gray_and_split_in_contiguous_blocks(make_cfg) -> None:
     dm = build_datamodule(make_cfg("data=membrane", "augment=none", *FAST, tiny=False))
+    assert set(dm.split_args) == {"train", "val"}  # no root/test/ here: no test split
     dm.setup("fit")
     train, val = dm.datasets["train"], dm.datasets["val"]
     assert [p.stem for p, _ in val.pairs] == [str(k) for k in range(24, 30)]

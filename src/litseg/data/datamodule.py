@@ -144,24 +144,28 @@ class SegmentationDataModule(LightningDataModule):
         self.root, self.options = root, options
         self.datasets: dict[str, Dataset] = {}
 
+    def make_dataset(self, split: str, transform: Callable[..., Any] | None) -> Dataset:
+        """A fresh, unchecked dataset of one split with ``transform`` (e.g. None for checks)."""
+        if split not in self.split_args:
+            raise ConfigError(
+                f"data.splits has no '{split}' split; it has {', '.join(self.split_args) or 'none'}"
+            )
+        args = dict(self.split_args[split])
+        length = None
+        if "length" in args and not _accepts(self.dataset_factory, "length"):
+            length = args.pop("length")
+        dataset = self.dataset_factory(**args, transform=transform)
+        if length is not None:
+            if hasattr(dataset, "pairs"):
+                dataset.pairs = dataset.pairs[:length]
+            else:
+                dataset = Subset(dataset, range(min(length, len(dataset))))
+        return dataset
+
     def build(self, split: str) -> Dataset:
-        """The dataset of one split, built once and cached."""
+        """The dataset of one split, built once, checked (``check``) and cached."""
         if split not in self.datasets:
-            if split not in self.split_args:
-                raise ConfigError(
-                    f"data.splits has no '{split}' split; "
-                    f"it has {', '.join(self.split_args) or 'none'}"
-                )
-            args = dict(self.split_args[split])
-            length = None
-            if "length" in args and not _accepts(self.dataset_factory, "length"):
-                length = args.pop("length")
-            dataset = self.dataset_factory(**args, transform=self.transforms[split])
-            if length is not None:
-                if hasattr(dataset, "pairs"):
-                    dataset.pairs = dataset.pairs[:length]
-                else:
-                    dataset = Subset(dataset, range(min(length, len(dataset))))
+            dataset = self.make_dataset(split, self.transforms.get(split))
             if len(dataset) == 0:
                 raise ConfigError(f"the {split} split of data is empty")
             verify(dataset, self.check)
