@@ -109,6 +109,11 @@ def test_killed_run_resumed_with_last_matches_an_uninterrupted_run(tmp_path: Pat
     assert summary["epochs"] == json.loads((full / "summary.json").read_text())["epochs"] == 5
     for key in COMPARED:
         assert _metrics(resumed)[key] == pytest.approx(_metrics(full)[key], rel=1e-5), key
+    # the best checkpoint (possibly from before the kill) is ranked and kept in the new folder
+    full_summary = json.loads((full / "summary.json").read_text())
+    assert summary["best_score"] == pytest.approx(full_summary["best_score"], rel=1e-5)
+    assert Path(summary["best_checkpoint"]).name == Path(full_summary["best_checkpoint"]).name
+    assert Path(summary["best_checkpoint"]).parent == resumed / "checkpoints"
     # the interrupted run's folder is left as it was
     after = {p.relative_to(killed): p.stat().st_mtime_ns for p in killed.rglob("*") if p.is_file()}
     assert after == before

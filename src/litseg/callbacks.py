@@ -1,11 +1,15 @@
 """litseg's own Lightning callbacks."""
 
 import random
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 
 CONFIG_KEY = "litseg_config"
 
@@ -239,3 +243,42 @@ class WandbPredictionImages(Callback):
                 }
             out.append(wandb.Image(picture, masks=layers))
         return out
+
+
+class ResumableModelCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that keeps the best checkpoints when a run resumes into a new folder.
+
+    litseg resumes into a fresh run directory, and Lightning forgets the top-k (best score and
+    paths) when the checkpoint folder changes. This copies the interrupted run's top-k files
+    into the new folder (rank zero) and restores their scores, so the resumed run ranks its
+    new epochs against the old ones, as an uninterrupted run would.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old_dir = state_dict.get("dirpath")
+        if self.dirpath is None or old_dir is None or Path(old_dir) == Path(self.dirpath):
+            super().load_state_dict(state_dict)
+            return
+        moved: dict[str, str] = {}
+        for old in state_dict.get("best_k_models", {}):
+            source = Path(old)
+            if not source.is_file():
+                continue
+            target = Path(self.dirpath) / source.name
+            if rank_zero_only.rank == 0 and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+            moved[old] = str(target)
+        self.best_k_models = {
+            moved[path]: score
+            for path, score in state_dict.get("best_k_models", {}).items()
+            if path in moved
+        }
+        if not self.best_k_models:
+            return
+        self.kth_best_model_path = moved.get(state_dict.get("kth_best_model_path", ""), "")
+        self.kth_value = state_dict.get("kth_value", self.kth_value)
+        best = moved.get(state_dict.get("best_model_path", ""))
+        if best is not None:
+            self.best_model_path = best
+            self.best_model_score = state_dict.get("best_model_score")
