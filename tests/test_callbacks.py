@@ -49,3 +49,27 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path) -> No
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_wandb_pictures_label_the_mask_layers_for_binary_data(make_cfg) -> None:
+    from litseg.callbacks import WandbPredictionImages
+
+    cfg = make_cfg("data.task=binary", "loss=dice_bce")
+    module = build_module(cfg)
+    images = torch.rand(2, 3, 16, 16)
+    masks = torch.randint(0, 2, (2, 16, 16))
+    logits = torch.randn(2, 1, 16, 16)
+
+    class Data:
+        mean, std = [0.5] * 3, [0.25] * 3
+
+    pictures = WandbPredictionImages.pictures(images, masks, logits, module, Data())
+    assert len(pictures) == 2
+    layers = pictures[0]._masks
+    assert set(layers) == {"truth", "prediction"}
+    # wandb keeps the given mask data and labels on the layer (private attribute, no accessor)
+    truth, prediction = layers["truth"]._val, layers["prediction"]._val
+    assert truth["class_labels"] == prediction["class_labels"] == {0: "background", 1: "shape"}
+    assert np.array_equal(truth["mask_data"], masks[0].numpy())
+    expected = (logits[0, 0].sigmoid() > 0.5).long().numpy()
+    assert np.array_equal(prediction["mask_data"], expected)
