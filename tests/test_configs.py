@@ -3,16 +3,29 @@
 from pathlib import Path
 
 import pytest
-from conftest import CONF
+from conftest import CONF, TINY
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from litseg.errors import LitsegError
 from litseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 # options that only fit certain data: compose them with a task they fit
 NEEDS = {("loss", "bce"): ["data.task=binary"], ("loss", "dice_bce"): ["data.task=binary"]}
+# groups of the predict entry config rather than of train.yaml
+PREDICT_GROUPS = {"inference"}
+PREDICT_REQUIRED = ["ckpt_path=model.ckpt", "input=images", "output=masks"]
+# datasets read from ../shared/datasets (LITSEG_DATA_DIR); the others need a local root
+LOCAL_DATA = {"shapes", "camvid", "membrane"}
+SMALL_MODEL = [o for o in TINY if o.startswith("model.")]
+SMALL_LOADER = [
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "data.splits.train.length=4",
+    "data.splits.val.length=2",
+]
 
 
 def test_every_group_has_options() -> None:
@@ -43,8 +56,23 @@ def test_every_group_has_options() -> None:
 def test_option_composes_and_builds(make_cfg, group: str, option: str) -> None:
     if group == "hparams_search":
         pytest.skip("sweeper configs are exercised by the sweep tests")
-    override = f"{group}={option}" if group not in ("hydra",) else f"hydra={option}"
-    cfg = make_cfg(override, *NEEDS.get((group, option), []))
+    override = f"{group}={option}"
+    if group in PREDICT_GROUPS:
+        cfg = make_cfg(override, *PREDICT_REQUIRED, config_name="predict", tiny=False)
+        OmegaConf.resolve(cfg)
+        return
+    if group == "data":
+        small = SMALL_LOADER if option in LOCAL_DATA else ["data.root=/nonexistent/litseg-data"]
+        extra = ["data.num_classes=3"] if option == "folder" else []
+        cfg = make_cfg(override, *small, *SMALL_MODEL, *extra, tiny=False)
+        OmegaConf.resolve(cfg)
+        if option not in LOCAL_DATA:
+            # offline with no local copy: a clear error naming the root, not a crash
+            with pytest.raises(LitsegError, match="/nonexistent/litseg-data"):
+                build_datamodule(cfg).setup("fit")
+            return
+    else:
+        cfg = make_cfg(override, *NEEDS.get((group, option), []))
     OmegaConf.resolve(cfg)  # every interpolation resolves
     assert cfg.data.num_classes >= 1
     if group in ("data", "augment"):
@@ -63,6 +91,22 @@ def test_option_composes_and_builds(make_cfg, group: str, option: str) -> None:
     elif group == "trainer" and option in ("default", "cpu", "ddp_sim"):
         trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
         assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize(
+    ("config_name", "required"),
+    [
+        ("train", []),
+        ("eval", ["ckpt_path=x.ckpt"]),
+        ("predict", PREDICT_REQUIRED),
+        ("export", ["ckpt_path=x.ckpt", "output=model.onnx"]),
+    ],
+)
+def test_entry_configs_compose(make_cfg, config_name: str, required: list[str]) -> None:
+    if not (CONF / f"{config_name}.yaml").is_file():
+        pytest.skip(f"conf/{config_name}.yaml not present")
+    cfg = make_cfg(*required, config_name=config_name, tiny=False)
+    OmegaConf.resolve(cfg)
 
 
 def test_num_classes_lives_once_in_data(make_cfg) -> None:
