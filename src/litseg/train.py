@@ -26,6 +26,8 @@ from litseg.utils.resume import resolve_ckpt_path
 from litseg.utils.summary import to_floats, write_summary
 
 log = logging.getLogger(__name__)
+# per-class metric names, left out of the one-line summary
+PER_CLASS = ("/IoU_", "/dice_", "/HD95_")
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -143,7 +145,7 @@ def _report(result: dict[str, Any], seconds: float) -> None:
     shown = {
         k: v
         for k, v in result["metrics"].items()
-        if k.startswith(("val/", "test/")) and "/IoU_" not in k
+        if k.startswith(("val/", "test/")) and not any(s in k for s in PER_CLASS)
     }
     log.info(
         "Final metrics after %.0f s: %s",
