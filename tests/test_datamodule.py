@@ -39,3 +39,19 @@ def test_missing_and_empty_splits_are_named(make_cfg) -> None:
 
 def test_default_workers_leave_a_core() -> None:
     assert 0 <= default_num_workers() <= 8
+
+
+def test_mixed_sizes_pad_masks_with_the_fill_or_say_what_to_set() -> None:
+    from litseg.data.datamodule import PadCollate
+    from litseg.errors import DataError
+
+    samples = [
+        {"image": torch.ones(3, 4, 5), "mask": torch.zeros(4, 5, dtype=torch.long)},
+        {"image": torch.ones(3, 6, 3), "mask": torch.ones(6, 3, dtype=torch.long)},
+    ]
+    batch = PadCollate(mask_fill=255)(samples)
+    assert batch["image"].shape == (2, 3, 6, 5) and batch["mask"].shape == (2, 6, 5)
+    assert (batch["mask"][0, 4:] == 255).all() and (batch["mask"][1, :, 3:] == 255).all()
+    assert batch["image"][0, :, 4:].abs().sum() == 0 and batch["mask"][1, :, :3].eq(1).all()
+    with pytest.raises(DataError, match="data.eval_batch_size=1"):
+        PadCollate(mask_fill=None)(samples)
