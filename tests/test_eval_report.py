@@ -40,7 +40,7 @@ def test_eval_writes_tables_and_the_worst_images(tmp_path: Path) -> None:
     ckpt = train_checkpoint(tmp_path / "train", "loss=ce")
     cfg = compose_config(
         "eval",
-        [f"ckpt_path={ckpt}", "data.num_workers=0", "+report.worst_k=3"],
+        [f"ckpt_path={ckpt}", "data.num_workers=0", "report.worst_k=3"],
         tmp_path / "eval",
     )
     try:
