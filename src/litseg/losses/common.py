@@ -2,8 +2,10 @@
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from litseg.errors import ConfigError
+from litseg.tasks import TASKS, check_task
 
 
 def probs_targets_valid(
@@ -103,3 +105,45 @@ def region_stats(
     fp = (probs * (1 - onehot) * valid).sum(dims)
     fn = ((1 - probs) * onehot).sum(dims)
     return tp, fp, fn, onehot.sum(dims) > 0
+
+
+class RegionLoss(nn.Module):
+    """What Dice, Jaccard and Tversky share: the task, ignored pixels, and the class mean.
+
+    Args:
+        task: binary, multiclass or multilabel.
+        ignore_index: target value whose pixels are left out.
+        smooth: added to numerator and denominator.
+        include_background: for multiclass, whether class 0 counts in the mean.
+        absent: ``smooth``, ``zero`` or ``skip``: how a class with no target pixel counts.
+        class_weights: one weight per class for a weighted class mean.
+    """
+
+    supported_tasks = TASKS
+
+    def __init__(
+        self,
+        task: str = "multiclass",
+        ignore_index: int | None = None,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        absent: str = "smooth",
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.task = check_task(task, "loss.task")
+        self.ignore_index = ignore_index
+        self.smooth = smooth
+        self.include_background = include_background
+        self.absent = check_absent(absent)
+        self.register_buffer("class_weights", class_weight_tensor(class_weights))
+
+    def reduce(self, loss: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Mean of the per-class ``loss`` as ``absent``, weights and background say."""
+        return reduce_classes(
+            loss,
+            present,
+            self.absent,
+            self.class_weights,
+            self.include_background or self.task != "multiclass",
+        )

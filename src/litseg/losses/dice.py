@@ -1,18 +1,11 @@
 """Soft Dice loss (Milletari et al., 2016) for binary, multiclass and multilabel tasks."""
 
 import torch
-from torch import nn
 
-from litseg.losses.common import (
-    check_absent,
-    class_weight_tensor,
-    probs_targets_valid,
-    reduce_classes,
-)
-from litseg.tasks import check_task
+from litseg.losses.common import RegionLoss, probs_targets_valid
 
 
-class DiceLoss(nn.Module):
+class DiceLoss(RegionLoss):
     """1 - soft Dice per class, (weighted) averaged over classes, from logits.
 
     Dice_c = (2 sum p t + smooth) / (sum p + sum t + smooth), sums over batch and pixels.
@@ -31,8 +24,6 @@ class DiceLoss(nn.Module):
         class_weights: one weight per class for a weighted class mean.
     """
 
-    supported_tasks = ("binary", "multiclass", "multilabel")
-
     def __init__(
         self,
         task: str = "multiclass",
@@ -44,15 +35,9 @@ class DiceLoss(nn.Module):
         absent: str = "smooth",
         class_weights: list[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
-        self.smooth = smooth
+        super().__init__(task, ignore_index, smooth, include_background, absent, class_weights)
         self.squared = squared
         self.log = log
-        self.include_background = include_background
-        self.absent = check_absent(absent)
-        self.register_buffer("class_weights", class_weight_tensor(class_weights))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probs, onehot, valid = probs_targets_valid(logits, target, self.task, self.ignore_index)
@@ -65,10 +50,4 @@ class DiceLoss(nn.Module):
             cardinality = probs.sum(dims) + onehot.sum(dims)
         dice = (2 * intersection + self.smooth) / (cardinality + self.smooth).clamp_min(1e-7)
         loss = -torch.log(dice.clamp_min(1e-7)) if self.log else 1 - dice
-        return reduce_classes(
-            loss,
-            onehot.sum(dims) > 0,
-            self.absent,
-            self.class_weights,
-            self.include_background or self.task != "multiclass",
-        )
+        return self.reduce(loss, onehot.sum(dims) > 0)

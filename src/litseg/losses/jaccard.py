@@ -1,13 +1,11 @@
 """Soft Jaccard (IoU) loss: a differentiable 1 - IoU per class."""
 
 import torch
-from torch import nn
 
-from litseg.losses.common import check_absent, class_weight_tensor, reduce_classes, region_stats
-from litseg.tasks import check_task
+from litseg.losses.common import RegionLoss, region_stats
 
 
-class JaccardLoss(nn.Module):
+class JaccardLoss(RegionLoss):
     """1 - (I + smooth) / (U + smooth) per class with soft I = sum p t, U = sum p + sum t - I.
 
     Args:
@@ -20,8 +18,6 @@ class JaccardLoss(nn.Module):
         class_weights: one weight per class for a weighted class mean.
     """
 
-    supported_tasks = ("binary", "multiclass", "multilabel")
-
     def __init__(
         self,
         task: str = "multiclass",
@@ -32,22 +28,11 @@ class JaccardLoss(nn.Module):
         absent: str = "smooth",
         class_weights: list[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
-        self.smooth, self.log = smooth, log
-        self.include_background = include_background
-        self.absent = check_absent(absent)
-        self.register_buffer("class_weights", class_weight_tensor(class_weights))
+        super().__init__(task, ignore_index, smooth, include_background, absent, class_weights)
+        self.log = log
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         tp, fp, fn, present = region_stats(logits, target, self.task, self.ignore_index)
         iou = (tp + self.smooth) / (tp + fp + fn + self.smooth).clamp_min(1e-7)
         loss = -torch.log(iou.clamp_min(1e-7)) if self.log else 1 - iou
-        return reduce_classes(
-            loss,
-            present,
-            self.absent,
-            self.class_weights,
-            self.include_background or self.task != "multiclass",
-        )
+        return self.reduce(loss, present)

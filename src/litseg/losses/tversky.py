@@ -1,13 +1,11 @@
 """Tversky loss (Salehi et al., 2017): Dice with separate weights on false positives/negatives."""
 
 import torch
-from torch import nn
 
-from litseg.losses.common import check_absent, class_weight_tensor, reduce_classes, region_stats
-from litseg.tasks import check_task
+from litseg.losses.common import RegionLoss, region_stats
 
 
-class TverskyLoss(nn.Module):
+class TverskyLoss(RegionLoss):
     """1 - (TP + smooth) / (TP + alpha FP + beta FN + smooth) per class, averaged over classes.
 
     Soft counts from probabilities, summed over batch and pixels. alpha = beta = 0.5 is Dice
@@ -25,8 +23,6 @@ class TverskyLoss(nn.Module):
         class_weights: one weight per class for a weighted class mean.
     """
 
-    supported_tasks = ("binary", "multiclass", "multilabel")
-
     def __init__(
         self,
         task: str = "multiclass",
@@ -39,23 +35,12 @@ class TverskyLoss(nn.Module):
         absent: str = "smooth",
         class_weights: list[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
-        self.alpha, self.beta, self.smooth, self.gamma = alpha, beta, smooth, gamma
-        self.include_background = include_background
-        self.absent = check_absent(absent)
-        self.register_buffer("class_weights", class_weight_tensor(class_weights))
+        super().__init__(task, ignore_index, smooth, include_background, absent, class_weights)
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         tp, fp, fn, present = region_stats(logits, target, self.task, self.ignore_index)
         denominator = tp + self.alpha * fp + self.beta * fn + self.smooth
         score = (tp + self.smooth) / denominator.clamp_min(1e-7)
         loss = (1 - score).clamp_min(0) ** self.gamma if self.gamma != 1 else 1 - score
-        return reduce_classes(
-            loss,
-            present,
-            self.absent,
-            self.class_weights,
-            self.include_background or self.task != "multiclass",
-        )
+        return self.reduce(loss, present)
