@@ -88,9 +88,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         trainer.validate(module, datamodule=datamodule)
     metrics = to_floats(trainer.callback_metrics)
     run_dir = output_dir(cfg)
-    if trainer.is_global_zero:
-        report = write_report(cfg, module, datamodule, split, metrics, run_dir)
-        print(report)
     result = {
         "run_dir": str(run_dir),
         "checkpoint": str(ckpt_path),
@@ -98,6 +95,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "metrics": dict(sorted(metrics.items())),
     }
     if trainer.is_global_zero:
+        print(write_report(cfg, module, datamodule, split, metrics, run_dir))
         write_summary(
             run_dir / "summary.json",
             task="eval",
