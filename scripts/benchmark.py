@@ -199,7 +199,7 @@ def peak_rss_gb(quick: bool) -> float:
     """Peak resident memory (GB) of `python train.py` with the default config."""
     out = tempfile.mkdtemp(prefix="litseg-rss-")
     limit = (
-        ["trainer.max_epochs=1", "trainer.limit_train_batches=20"]
+        ["trainer.max_epochs=1", "trainer.limit_train_batches=10"]
         if quick
         else ["trainer.max_epochs=1"]
     )
@@ -299,7 +299,7 @@ def main() -> None:
     if args.device == "cuda":
         # Not built yet: no GPU was available to write and check the CUDA measurements.
         sys.exit("benchmark: --device cuda is not implemented yet; only cpu is measured")
-    steps, pairs = (6, 3) if args.quick else (25, 5)
+    steps, pairs = (10, 3) if args.quick else (25, 5)
     torch.manual_seed(0)
 
     cfg = default_config("logger=csv", "data.num_workers=0")
@@ -332,7 +332,7 @@ def main() -> None:
         pairs,
     )
 
-    ratio, smp_info = smp_comparison(batches, max(3, steps // 2), pairs)
+    ratio, smp_info = smp_comparison(batches, 2 if args.quick else steps // 2, pairs)
     results["unet_vs_smp"] = ratio
 
     results["slide_vs_monai"], slide_diff = slide_vs_monai(net, args.quick, pairs)
