@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from litseg.errors import ConfigError, DataError
+from litseg.losses.class_weights import weights_from_counts
 
 CHECK_LEVELS = ("none", "headers", "full")
 
@@ -125,14 +126,6 @@ class Report:
         return (self.class_pixels / total).round(4).tolist()
 
 
-def median_frequency_weights(class_pixels: np.ndarray, image_pixels: np.ndarray) -> list[float]:
-    """SegNet's median-frequency balancing: freq(c) = pixels of c / pixels of images holding c,
-    weight(c) = median(freq) / freq(c); classes never seen get weight 0."""
-    freq = np.where(image_pixels > 0, class_pixels / np.maximum(image_pixels, 1), 0.0)
-    median = np.median(freq[freq > 0]) if (freq > 0).any() else 0.0
-    return np.where(freq > 0, median / np.maximum(freq, 1e-12), 0.0).round(4).tolist()
-
-
 def scan(
     dataset: Any,
     split: str,
@@ -169,4 +162,5 @@ def scan(
         image_pixels += np.where(counts > 0, mask.size, 0)
     if report.channel_sum is None:
         report.channel_sum = report.channel_sq_sum = np.zeros(1)
-    return report, median_frequency_weights(report.class_pixels, image_pixels)
+    weights = weights_from_counts(report.class_pixels, image_pixels)
+    return report, [round(w, 4) for w in weights]

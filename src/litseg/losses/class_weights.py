@@ -29,9 +29,17 @@ def median_frequency_weights(
         counts = np.bincount(labels, minlength=num_classes)
         class_pixels += counts
         image_pixels += (counts > 0) * labels.size
+    if not (class_pixels > 0).any():
+        raise ConfigError("loss.class_weights=median_frequency: the training set has no labels")
+    return weights_from_counts(class_pixels, image_pixels)
+
+
+def weights_from_counts(class_pixels: np.ndarray, image_pixels: np.ndarray) -> list[float]:
+    """Median-frequency weights from per-class pixel counts and the pixel counts of the
+    images each class appears in; a class never seen gets 0 (all 0 when none is seen)."""
     seen = class_pixels > 0
     if not seen.any():
-        raise ConfigError("loss.class_weights=median_frequency: the training set has no labels")
+        return [0.0] * len(class_pixels)
     freq = np.where(seen, class_pixels / np.maximum(image_pixels, 1), np.nan)
     weights = np.where(seen, np.nanmedian(freq) / freq, 0.0)
     return [float(w) for w in weights]
