@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from litseg.callbacks import PerformanceOptions, RngStateInCheckpoint
+from litseg.errors import ConfigError
 from litseg.train import train
 from litseg.utils.instantiate import build_module
 
@@ -36,6 +37,19 @@ def test_batches_become_channels_last_only_when_asked() -> None:
     assert not batch["image"].is_contiguous(memory_format=torch.channels_last)
     PerformanceOptions(channels_last=True).on_validation_batch_start(None, None, batch, 0)
     assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("setting, nhwc", [("auto", True), ("false", False)])
+def test_channels_last_auto_is_on_for_a_cpu_run(make_cfg, setting, nhwc) -> None:
+    cfg = make_cfg("trainer.fast_dev_run=true", f"callbacks.perf.channels_last={setting}")
+    net = train(cfg)["objects"]["module"].net
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+
+
+def test_channels_last_refuses_other_values() -> None:
+    with pytest.raises(ConfigError, match="callbacks.perf.channels_last='yes'"):
+        PerformanceOptions(channels_last="yes")
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path) -> None:

@@ -59,6 +59,23 @@ def test_image_smaller_than_the_window_keeps_its_size(unet: UNet) -> None:
     torch.testing.assert_close(ours, monai, rtol=0, atol=1e-5)
 
 
+def test_cpu_inference_feeds_the_model_channels_last(unet: UNet) -> None:
+    layouts = []
+    unet.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        out = whole(unet, x, stride=8)
+        slide(unet, x, window=32)
+        layouts.append("nchw")
+        plain = unet(x)
+    assert layouts == [True, True, "nchw", False]  # whole, slide (one batch of 4), plain
+    # same numbers as the plain NCHW pass, and the weights are left as they were
+    torch.testing.assert_close(out, plain, rtol=0, atol=1e-5)
+    assert unet.stem.body[0].weight.is_contiguous()  # a 3x3 conv
+
+
 @pytest.mark.parametrize("size", [64, 50, 37])
 def test_window_starts_cover_the_axis(size: int) -> None:
     starts = window_starts(size, 16, 0.25)
