@@ -5,38 +5,28 @@
 
 Both comparisons use one randomly initialised litseg U-Net (the default conf/model/unet.yaml
 widths), the same inputs and the same thread count; runs of the two contenders alternate so
-that a busy machine slows both alike. Speed depends on the weights only through their shapes,
-so no training is needed. Prints a Markdown table for docs/benchmarks/inference.md.
+that a busy machine slows both alike (the contenders and the timing are scripts/benchmark.py's).
+Speed depends on the weights only through their shapes, so no training is needed. Prints a
+Markdown table for docs/benchmarks/inference.md.
 """
 
 import argparse
 import platform
 import statistics
-import tempfile
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
+from benchmark import alternate, onnx_contenders, slide_contenders
 
-from litseg.export import Exportable, export_model, load_exported
-from litseg.inference import slide
 from litseg.models.unet import UNet
 
 
-def alternate(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, run in turns after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
+def print_table(times: dict[str, list[float]], images: int, unit: str) -> None:
+    """Median and best seconds per call and images/s of each contender, as Markdown."""
+    print(f"| contender | median s / {unit} | min s | images/s |")
+    print("|---|---:|---:|---:|")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {med:.3f} | {min(ts):.3f} | {images / med:.2f} |")
 
 
 def main() -> None:
@@ -54,77 +44,30 @@ def main() -> None:
     torch.manual_seed(0)
     net = UNet(3, 11, depth=4, base_width=16).eval()
     h, w = args.size
-    image = torch.randn(1, 3, h, w)
 
     print(
         f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
         f"torch {torch.__version__}"
     )
     with torch.inference_mode():
-        ours = slide(net, image, args.window, args.overlap, batch_size=args.sw_batch)
-        theirs = sliding_window_inference(
-            image, (args.window,) * 2, args.sw_batch, net, overlap=args.overlap, mode="gaussian"
+        fns, diff = slide_contenders(
+            net, torch.randn(1, 3, h, w), args.window, args.overlap, args.sw_batch
         )
-        diff = (ours - theirs).abs().max().item()
-        times = alternate(
-            {
-                "litseg slide": lambda: slide(
-                    net, image, args.window, args.overlap, batch_size=args.sw_batch
-                ),
-                "MONAI sliding_window_inference": lambda: sliding_window_inference(
-                    image,
-                    (args.window,) * 2,
-                    args.sw_batch,
-                    net,
-                    overlap=args.overlap,
-                    mode="gaussian",
-                ),
-            },
-            args.repeats,
-        )
+        times = alternate(fns, args.repeats)
     print(
         f"\n## Sliding window: one {h}x{w} image, window {args.window}, overlap "
         f"{args.overlap}, gaussian, {args.sw_batch} windows per pass\n"
     )
     print(f"max |litseg - MONAI| = {diff:.2e}\n")
-    print("| implementation | median s / image | min s | images/s |")
-    print("|---|---:|---:|---:|")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"| {name} | {med:.3f} | {min(ts):.3f} | {1 / med:.2f} |")
+    print_table(times, 1, "image")
 
     oh, ow = args.onnx_size
     batch = torch.randn(args.batch, 3, oh, ow)
-    model = Exportable(net, stride=16).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(model, Path(tmp) / "unet.onnx", "onnx", torch.randn(1, 3, 64, 64))
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        x = batch.numpy()
-        with torch.inference_mode():
-            ref = model(batch).numpy()
-        out = session.run(None, {"image": x})[0]
-        diff = float(np.abs(out - ref).max())
-        runner = load_exported(path, "onnx")  # what scripts/export.py checks parity with
-        assert runner(x).shape == ref.shape
-        with torch.inference_mode():
-            times = alternate(
-                {
-                    "PyTorch eager (inference_mode)": lambda: model(batch),
-                    "onnxruntime CPU": lambda: session.run(None, {"image": x}),
-                },
-                args.repeats,
-            )
+    with onnx_contenders(net, batch, args.threads) as (fns, diff), torch.inference_mode():
+        times = alternate(fns, args.repeats)
     print(f"\n## Whole image: batches of {args.batch} images {oh}x{ow}\n")
     print(f"max |onnxruntime - PyTorch| = {diff:.2e}\n")
-    print("| runtime | median s / batch | min s | images/s |")
-    print("|---|---:|---:|---:|")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"| {name} | {med:.3f} | {min(ts):.3f} | {args.batch / med:.1f} |")
+    print_table(times, args.batch, "batch")
 
 
 if __name__ == "__main__":

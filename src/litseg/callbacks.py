@@ -31,6 +31,13 @@ class StoreRunConfig(Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
+def channels_last_wanted(setting: bool | str, device_type: str) -> bool:
+    """Whether ``callbacks.perf.channels_last`` (true, false or auto) means NHWC on a device."""
+    if setting not in (True, False, "auto"):
+        raise ConfigError(f"callbacks.perf.channels_last={setting!r}; expected true, false or auto")
+    return setting is True or (setting == "auto" and device_type == "cpu")
+
+
 class PerformanceOptions(Callback):
     """Speed options that leave the model code alone: channels_last memory and torch.compile.
 
@@ -52,20 +59,15 @@ class PerformanceOptions(Callback):
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if channels_last not in (True, False, "auto"):
-            raise ConfigError(
-                f"callbacks.perf.channels_last={channels_last!r}; expected true, false or auto"
-            )
+        self._nhwc = channels_last_wanted(channels_last, "unknown")
         self.channels_last = channels_last
         self.compile = compile
         self.compile_kwargs = dict(compile_kwargs or {})
         self._compiled = False
-        self._nhwc = channels_last is True
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         net = getattr(pl_module, "net", pl_module)
-        if self.channels_last == "auto":
-            self._nhwc = trainer.strategy.root_device.type == "cpu"
+        self._nhwc = channels_last_wanted(self.channels_last, trainer.strategy.root_device.type)
         if self._nhwc:
             net.to(memory_format=torch.channels_last)
         if self.compile and not self._compiled:
