@@ -4,7 +4,10 @@ Every model is built from its conf/model YAML with real Hydra composition (4 cla
 so the table shows what `python train.py model=...` trains. Usage:
 
     python scripts/benchmark_models.py [--size 256] [--batch 4] [--iters 3] [--threads N]
-        [--only unet fcn ...] [--markdown docs/benchmarks/models.md]
+        [--layouts nchw nhwc] [--only unet fcn ...] [--markdown docs/benchmarks/models.md]
+
+Speeds are given per memory layout: NCHW, and NHWC (channels_last), which litseg trains in on
+the CPU by default (`callbacks.perf.channels_last=auto`).
 """
 
 import argparse
@@ -59,9 +62,15 @@ def gflops(net: torch.nn.Module, size: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def images_per_s(net: torch.nn.Module, size: int, batch: int, iters: int, train: bool) -> float:
+LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
+
+
+def images_per_s(
+    net: torch.nn.Module, size: int, batch: int, iters: int, train: bool, layout: str = "nchw"
+) -> float:
     """Throughput of eval forward passes, or of forward + backward + SGD steps."""
-    x = torch.randn(batch, 3, size, size)
+    net.to(memory_format=LAYOUTS[layout])
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=LAYOUTS[layout])
     y = torch.randint(0, 4, (batch, size, size))
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
     net.train(train)
@@ -89,15 +98,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
     parser.add_argument("--only", nargs="*", help="labels starting with these words")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    speeds = [
+        f"{what} img/s {lay.upper()}" for what in ("forward", "train") for lay in args.layouts
+    ]
     header = (
-        "| model | overrides | params (M) | GFLOPs @256 | forward img/s | train img/s |\n"
-        "|---|---|---:|---:|---:|---:|"
+        "| model | overrides | params (M) | GFLOPs @256 | " + " | ".join(speeds) + " |\n"
+        "|---|---|---:|---:|" + "---:|" * len(speeds)
     )
     rows = []
     print(header, flush=True)
@@ -107,11 +120,15 @@ def main() -> None:
         net = build(overrides)
         params = sum(p.numel() for p in net.parameters()) / 1e6
         flops = gflops(net, 256)
-        fwd = images_per_s(net, args.size, args.batch, args.iters, train=False)
-        trn = images_per_s(net, args.size, args.batch, args.iters, train=True)
+        ips = [
+            images_per_s(net, args.size, args.batch, args.iters, train, layout)
+            for train in (False, True)
+            for layout in args.layouts
+        ]
         row = (
             f"| {label} | `{' '.join(overrides)}` | {params:.2f} | {flops:.1f} | "
-            f"{fwd:.1f} | {trn:.1f} |"
+            + " | ".join(f"{v:.1f}" for v in ips)
+            + " |"
         )
         rows.append(row)
         print(row, flush=True)

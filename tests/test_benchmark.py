@@ -108,3 +108,19 @@ def test_precision_ladder_trains_every_variant(make_cfg) -> None:
         (torch.bfloat16, False),
         (torch.bfloat16, True),
     }
+
+
+def test_model_table_gives_both_layouts(tmp_path) -> None:
+    out = tmp_path / "models.md"
+    args = ["--only", "unet", "--size", "64", "--iters", "1", "--markdown", str(out)]
+    proc = run_cli("scripts/benchmark_models.py", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = out.read_text().splitlines()
+    assert (
+        "forward img/s NCHW | forward img/s NHWC | train img/s NCHW | train img/s NHWC" in lines[0]
+    )
+    rows = [line for line in lines if line.startswith("| unet")]
+    assert len(rows) == 2  # unet and unet (base_width=32)
+    for row in rows:
+        speeds = [float(cell) for cell in row.strip("|").split("|")[-4:]]
+        assert all(v > 0 for v in speeds)
