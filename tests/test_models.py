@@ -24,12 +24,18 @@ def logits_of(out: torch.Tensor | dict) -> torch.Tensor:
     return out["out"] if isinstance(out, dict) else out
 
 
-def forward_backward(net: torch.nn.Module, channels: int, sizes: list[tuple[int, int]]) -> None:
-    """Train-mode forward and backward at each size; logits at the input size, finite grads."""
-    net.train()
+def forward_backward(
+    net: torch.nn.Module, channels: int, sizes: list[tuple[int, int]], nhwc: bool = False
+) -> None:
+    """Train-mode forward and backward at each size; logits at the input size, finite grads.
+
+    ``nhwc``: weights and input channels_last, as CPU training runs by default.
+    """
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    net.train().to(memory_format=fmt)
     for size in sizes:
         net.zero_grad()
-        out = net(torch.randn(2, 3, *size))
+        out = net(torch.randn(2, 3, *size).contiguous(memory_format=fmt))
         logits = logits_of(out)
         assert logits.shape == (2, channels, *size)
         loss = logits.square().mean()
@@ -89,6 +95,24 @@ def test_every_smp_architecture(make_cfg, arch: str) -> None:
     sizes = [(128, 128), (130, 150)] if arch == "PAN" else SMALL
     net = build(make_cfg, "model=smp", f"model.arch={arch}", "data.task=multiclass")
     forward_backward(net, 4, sizes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("model=unet", "model.base_width=4"),
+        ("model=lraspp",),
+        ("model=fcn",),
+        ("model=deeplabv3", "model.arch=deeplabv3_mobilenet_v3_large"),
+        *[("model=smp", f"model.arch={arch}") for arch in ("Unet", "UnetPlusPlus", "FPN",
+          "PSPNet", "DeepLabV3Plus", "Linknet", "MAnet", "UPerNet", "Segformer")],
+    ],
+)  # fmt: skip
+def test_every_model_trains_channels_last(make_cfg, overrides: tuple[str, ...]) -> None:
+    """CPU runs train NHWC by default (callbacks.perf.channels_last=auto): no model may break."""
+    net = build(make_cfg, *overrides, "data.task=multiclass")
+    forward_backward(net, 4, [(40, 52)], nhwc=True)
 
 
 @pytest.mark.slow
