@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from litseg.data.files import IMAGE_SUFFIXES, MASK_SUFFIXES, list_files
 from litseg.errors import ConfigError, DataError
 from litseg.losses.class_weights import weights_from_counts
 
@@ -37,6 +38,16 @@ def match_pairs(
             f"{shown}{more}; expected a mask with the same file stem for each"
         )
     return [(images[s], masks[s]) for s in sorted(images)]
+
+
+def pairs_in_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of an image folder and a mask folder, matched by file stem."""
+    return match_pairs(
+        list_files(image_dir, IMAGE_SUFFIXES),
+        list_files(mask_dir, MASK_SUFFIXES),
+        image_dir,
+        mask_dir,
+    )
 
 
 def require_pairs(pairs: list[Any], where: str) -> None:

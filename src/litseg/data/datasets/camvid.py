@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from litseg.data.checks import match_pairs
+from litseg.data.checks import pairs_in_folders
 from litseg.data.datasets.paired import PairedFilesDataset
-from litseg.data.files import IMAGE_SUFFIXES, MASK_SUFFIXES, list_files
 from litseg.errors import ConfigError, DataError
 
 CLASS_NAMES = (
@@ -63,12 +62,7 @@ class CamVidDataset(PairedFilesDataset):
                     f"{folder} does not exist; expected CamVid's {split} split "
                     f"there (layout {split}/ and {split}annot/)"
                 )
-        pairs = match_pairs(
-            list_files(image_dir, IMAGE_SUFFIXES),
-            list_files(mask_dir, MASK_SUFFIXES),
-            image_dir,
-            mask_dir,
-        )
+        pairs = pairs_in_folders(image_dir, mask_dir)
         super().__init__(
             pairs,
             num_classes=len(CLASS_NAMES),

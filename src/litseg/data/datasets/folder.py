@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from litseg.data.checks import match_pairs
+from litseg.data.checks import pairs_in_folders
 from litseg.data.datasets.paired import PairedFilesDataset
-from litseg.data.files import IMAGE_SUFFIXES, MASK_SUFFIXES, list_files
 from litseg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -45,12 +44,7 @@ def folder_pairs(
             )
         if not (base / masks).is_dir():
             raise DataError(f"{base / masks} does not exist; expected the {split} masks there")
-        pairs = match_pairs(
-            list_files(base / images, IMAGE_SUFFIXES),
-            list_files(base / masks, MASK_SUFFIXES),
-            base / images,
-            base / masks,
-        )
+        pairs = pairs_in_folders(base / images, base / masks)
         return pairs, str(base)
     if not (root / images).is_dir() or not (root / masks).is_dir():
         raise DataError(
@@ -65,12 +59,7 @@ def folder_pairs(
         )
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction={val_fraction}; expected a number in (0, 1)")
-    pairs = match_pairs(
-        list_files(root / images, IMAGE_SUFFIXES),
-        list_files(root / masks, MASK_SUFFIXES),
-        root / images,
-        root / masks,
-    )
+    pairs = pairs_in_folders(root / images, root / masks)
     order = np.random.default_rng(seed).permutation(len(pairs))
     n_val = max(1, round(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
     chosen = order[:n_val] if split == "val" else order[n_val:]

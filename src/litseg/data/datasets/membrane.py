@@ -15,9 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from litseg.data.checks import match_pairs
+from litseg.data.checks import pairs_in_folders
 from litseg.data.datasets.paired import PairedFilesDataset
-from litseg.data.files import IMAGE_SUFFIXES, MASK_SUFFIXES, list_files
 from litseg.errors import ConfigError, DataError
 
 SOURCE = "https://github.com/zhixuhao/unet (data/membrane) or the ISBI 2012 challenge site"
@@ -63,12 +62,7 @@ class MembraneDataset(PairedFilesDataset):
             )
         base = root / "test" if split == "test" else root
         image_dir, mask_dir = base / "image", base / "label"
-        pairs = match_pairs(
-            list_files(image_dir, IMAGE_SUFFIXES),
-            list_files(mask_dir, MASK_SUFFIXES),
-            image_dir,
-            mask_dir,
-        )
+        pairs = pairs_in_folders(image_dir, mask_dir)
         pairs.sort(key=lambda pair: _slice_key(pair[0].stem))
         if split == "test":
             num_folds, fold = 1, 0

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from litseg.data.checks import check_mask_values, check_same_size, require_pairs
+from litseg.data.datasets.base import SegmentationDataset
 from litseg.data.files import read_image, read_mask
 
 
-class PairedFilesDataset(Dataset):
+class PairedFilesDataset(SegmentationDataset):
     """Image/mask file pairs, read on demand and checked as they are read.
 
     Args:
@@ -63,10 +63,3 @@ class PairedFilesDataset(Dataset):
         check_mask_values(mask, mask_path, self.num_classes, self.ignore_index)
         # OpenCV (under albumentations) warps uint8/uint16 masks but not int64 ones.
         return image, mask.astype(np.uint8 if mask.max(initial=0) < 256 else np.uint16)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, mask = self.raw(index)
-        if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        return {"image": image, "mask": mask}

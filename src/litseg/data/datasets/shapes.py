@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from torch.utils.data import Dataset
+
+from litseg.data.datasets.base import SegmentationDataset
 
 CLASS_NAMES = ("background", "circle", "square", "triangle")
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
@@ -76,7 +77,7 @@ def render_sample(
     return image, label
 
 
-class ShapesDataset(Dataset):
+class ShapesDataset(SegmentationDataset):
     """Generated shapes, multiclass (4 classes) or binary (shape vs background).
 
     Args:
@@ -120,10 +121,3 @@ class ShapesDataset(Dataset):
         if self.task == "binary":
             label = (label > 0).astype(np.uint8)
         return image, label
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, mask = self.raw(index)
-        if self.transform is not None:
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        return {"image": image, "mask": mask}
