@@ -74,14 +74,11 @@ class PerformanceOptions(Callback):
             net.compile(**self.compile_kwargs)
             self._compiled = True
 
-    def _convert(self, batch: Any) -> None:
-        if self._nhwc and isinstance(batch, dict) and batch["image"].ndim == 4:
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._convert(batch)
+        if self._nhwc and isinstance(batch, dict) and batch["image"].ndim == 4:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
 
     def on_validation_batch_start(
         self,
@@ -91,27 +88,9 @@ class PerformanceOptions(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._convert(batch)
+        self.on_train_batch_start(trainer, pl_module, batch, batch_idx)
 
-    def on_test_batch_start(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._convert(batch)
-
-    def on_predict_batch_start(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._convert(batch)
+    on_test_batch_start = on_predict_batch_start = on_validation_batch_start
 
 
 class RngStateInCheckpoint(Callback):

@@ -26,6 +26,7 @@ from litseg.utils.instantiate import require
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
+AXES = {0: "batch", 2: "height", 3: "width"}  # the free dimensions of an exported graph
 
 
 class Exportable(nn.Module):
@@ -65,33 +66,24 @@ def export_model(
             traced = torch.jit.trace(model, example, check_trace=False)
             traced.save(str(path))
             return path
+        # batch, height and width stay free: the dynamo exporter takes them as Dims, the
+        # TorchScript-based one as axis names
         if dynamo:
             logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # one line per initializer
-            dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height")}
-            dims[3] = torch.export.Dim("width")
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_shapes={"image": dims},
-                opset_version=opset,
-                dynamo=True,
-                verbose=False,
-            )
+            dims = {i: torch.export.Dim(name) for i, name in AXES.items()}
+            free = {"dynamic_shapes": {"image": dims}, "verbose": False}
         else:
-            axes = {0: "batch", 2: "height", 3: "width"}
-            torch.onnx.export(
-                model,
-                (example,),
-                str(path),
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_axes={"image": axes, "logits": axes},
-                opset_version=opset,
-                dynamo=False,
-            )
+            free = {"dynamic_axes": {"image": AXES, "logits": AXES}}
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=opset,
+            dynamo=dynamo,
+            **free,
+        )
     return path
 
 
