@@ -18,8 +18,19 @@ def wandb_offline() -> bool:
     return wandb_should_be_offline()
 
 
+def cpu_precision() -> str:
+    """``bf16-mixed`` on a CPU with native bf16, ``32-true`` elsewhere (decided at run time)."""
+    from litseg.hardware import cpu_precision as decide
+
+    return decide()
+
+
 def register_resolvers() -> None:
     """Register litseg's resolvers (idempotent)."""
-    for name, fn in {"litseg.by_task": by_task, "litseg.wandb_offline": wandb_offline}.items():
+    for name, fn in {
+        "litseg.by_task": by_task,
+        "litseg.wandb_offline": wandb_offline,
+        "litseg.cpu_precision": cpu_precision,
+    }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
