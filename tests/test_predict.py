@@ -1,5 +1,6 @@
 """predict.py on a real (briefly trained) checkpoint: masks at each input's own size."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from litseg.data.datasets.shapes import ShapesDataset, render_sample
-from litseg.predict import load_predictor, predict, read_image
+from litseg.errors import ConfigError
+from litseg.predict import load_predictor, predict, read_image, save_png
 from litseg.train import train
 
 QUICK = [
@@ -155,3 +157,182 @@ def test_predict_names_a_missing_input(multiclass_ckpt: Path, tmp_path: Path) ->
     )
     assert run.returncode == 2
     assert f"input={tmp_path / 'nope'}: no such file or folder" in run.stderr
+
+
+# --- predict never destroys or drops an output (issue 11, item 8) ----------------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", ["output_is_input", "mask_lands_on_an_input"])
+def test_predict_refuses_to_overwrite_an_input(
+    multiclass_ckpt: Path, tmp_path: Path, layout: str
+) -> None:
+    if layout == "output_is_input":
+        source = tmp_path / "in"
+        write_inputs(source)
+        output, victim = source, source / "a.png"
+    else:  # input=top/in, output=top: the mask of in/in/a.png would be top/in/a.png, an input
+        top = tmp_path / "top"
+        source = top / "in"
+        source.mkdir(parents=True)
+        Image.fromarray(render_sample(np.random.default_rng(0), 64)[0]).save(source / "a.png")
+        (source / "in").mkdir()
+        Image.fromarray(render_sample(np.random.default_rng(1), 64)[0]).save(source / "in/a.png")
+        output, victim = top, source / "a.png"
+    before = snapshot(tmp_path)
+    cfg = predict_cfg(
+        tmp_path, f"ckpt_path={multiclass_ckpt}", f"input={source}", f"output={output}"
+    )
+    GlobalHydra.instance().clear()
+    with pytest.raises(ConfigError) as err:
+        predict(cfg)
+    message = str(err.value)
+    assert "\n" not in message and f"output={output}" in message
+    if layout == "output_is_input":
+        assert f"input={source}" in message
+    else:
+        assert str(victim) in message
+    assert snapshot(tmp_path) == before  # inputs byte-identical, nothing written
+
+
+def test_inputs_sharing_a_stem_get_one_mask_each(
+    multiclass_ckpt: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sizes = {"scan.png": (40, 64), "scan.jpg": (64, 50), "scan.tif": (30, 70)}
+    (tmp_path / "in").mkdir()
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        image, _ = render_sample(np.random.default_rng(i), 70)
+        Image.fromarray(image[:h, :w]).save(tmp_path / "in" / name)
+    out = tmp_path / "out"
+    cfg = predict_cfg(
+        tmp_path, f"ckpt_path={multiclass_ckpt}", f"input={tmp_path / 'in'}", f"output={out}"
+    )
+    GlobalHydra.instance().clear()
+    with caplog.at_level(logging.INFO, logger="litseg"):
+        result = predict(cfg)
+    names = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert names == ["scan.jpg.png", "scan.png.png", "scan.tif.png"]
+    assert sorted(Path(p).name for p in result["masks"]) == names
+    for name, (h, w) in sizes.items():  # each mask is its own input's, at that input's size
+        assert Image.open(out / f"{name}.png").size == (w, h)
+        assert Image.open(out / "overlays" / f"{name}.png").size == (w, h)
+    assert f"Wrote 3 masks for 3 images to {out}" in caplog.text
+
+
+def test_output_inside_the_input_is_not_scanned(
+    multiclass_ckpt: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "in"
+    write_inputs(source)
+    out = source / "masks"
+    for run in range(2):
+        cfg = predict_cfg(
+            tmp_path, f"ckpt_path={multiclass_ckpt}", f"input={source}", f"output={out}"
+        )
+        GlobalHydra.instance().clear()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="litseg"):
+            result = predict(cfg)
+        assert result["images"] == 3, f"run {run}"
+        assert f"output={out} lies inside input={source}" in caplog.text
+    masks = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert masks == [
+        "a.png",
+        "b.png",
+        "overlays/a.png",
+        "overlays/b.png",
+        "overlays/sub/c.png",
+        "sub/c.png",
+    ]
+
+
+def write_with_a_corrupt_image(folder: Path) -> Path:
+    """write_inputs plus bad.png (random bytes), read after a.png and b.png, before sub/c.jpg."""
+    write_inputs(folder)
+    bad = folder / "bad.png"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8).tobytes())
+    return bad
+
+
+def test_on_error_skip_writes_every_good_image_and_lists_the_bad_one(
+    multiclass_ckpt: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = write_with_a_corrupt_image(tmp_path / "in")
+    out = tmp_path / "out"
+    cfg = predict_cfg(
+        tmp_path,
+        f"ckpt_path={multiclass_ckpt}",
+        f"input={tmp_path / 'in'}",
+        f"output={out}",
+        "on_error=skip",
+    )
+    GlobalHydra.instance().clear()
+    with caplog.at_level(logging.INFO, logger="litseg"):
+        result = predict(cfg)
+    assert result["skipped"] == [str(bad)]
+    assert result["images"] == 3
+    for name in ("a.png", "b.png", "sub/c.png"):
+        assert (out / name).is_file() and (out / "overlays" / name).is_file()
+    assert not (out / "bad.png").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(bad) in warnings[0] and "on_error=skip" in warnings[0]
+    assert f"Wrote 3 masks for 3 images to {out}" in caplog.text
+
+
+def test_invalid_on_error_is_refused(multiclass_ckpt: Path, tmp_path: Path) -> None:
+    write_inputs(tmp_path / "in")
+    cfg = predict_cfg(
+        tmp_path,
+        f"ckpt_path={multiclass_ckpt}",
+        f"input={tmp_path / 'in'}",
+        f"output={tmp_path / 'out'}",
+        "on_error=ignore",
+    )
+    GlobalHydra.instance().clear()
+    with pytest.raises(ConfigError, match="on_error=ignore"):
+        predict(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_on_error_stop_names_the_file_and_keeps_the_masks_before_it(
+    multiclass_ckpt: Path, tmp_path: Path
+) -> None:
+    bad = write_with_a_corrupt_image(tmp_path / "in")
+    out = tmp_path / "out"
+    run = run_cli(
+        "predict.py",  # on_error=stop is the default
+        f"ckpt_path={multiclass_ckpt}",
+        f"input={tmp_path / 'in'}",
+        f"output={out}",
+        "batch_size=4",  # a.png and b.png wait in the batch when bad.png is read
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert run.returncode == 2, run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and str(bad) in errors[0], run.stderr[-3000:]
+    assert errors[0].startswith("litseg: error: ")
+    for name in ("a.png", "b.png"):  # predicted before bad.png: written, and kept
+        assert Image.open(out / name).size == Image.open(tmp_path / "in" / name).size
+        assert (out / "overlays" / name).is_file()
+    assert not (out / "sub").exists()  # after bad.png: not predicted
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    # Pillow opens (truncates) the target before encoding: a plain save that fails midway
+    # leaves a broken PNG under the mask's name. save_png writes beside it and renames.
+    target = tmp_path / "a.png"
+    Image.new("L", (8, 8), 7).save(target)
+    before = target.read_bytes()
+    with pytest.raises(OSError):
+        save_png(Image.new("CMYK", (8, 8)), target)  # PNG cannot hold CMYK
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]  # no temporary left
+    save_png(Image.new("L", (8, 8), 9), target)
+    assert np.asarray(Image.open(target)).max() == 9

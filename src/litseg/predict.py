@@ -4,10 +4,17 @@ Everything needed comes from the checkpoint: litseg stores the resolved training
 it, so the model is rebuilt from ``model``, images go through the training run's own
 evaluation pipeline (``augment.eval``: same normalisation, channels and bit depth) and the
 masks use ``data.palette`` and ``data.class_names``.
+
+Outputs are planned and checked before the first write (no output path may be an input file
+or another input's output; see conf/predict.yaml), written atomically, and batch by batch so
+an unreadable image never costs the masks already predicted.
 """
 
 import logging
-from collections.abc import Iterator, Sequence
+import os
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +31,14 @@ from tqdm import tqdm
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.data.files import IMAGE_SUFFIXES
 from litseg.data.files import read_image as read_file_image
-from litseg.errors import ConfigError
+from litseg.errors import ConfigError, LitsegError
 from litseg.inference import infer, model_stride
 from litseg.metrics import predictions
 from litseg.utils.instantiate import require
 from litseg.visualize import mask_to_pil, overlay, palette_for, to_display_image
 
 log = logging.getLogger(__name__)
+ON_ERROR = ("stop", "skip")
 
 
 @dataclass
@@ -110,53 +118,139 @@ def read_image(path: Path, in_channels: int) -> np.ndarray:
     return read_file_image(Path(path), in_channels)
 
 
-def find_images(source: str | Path) -> tuple[Path, list[Path]]:
-    """(root, image files): one file, or every image under a folder (sorted, recursive)."""
+def find_images(source: str | Path, exclude: str | Path | None = None) -> tuple[Path, list[Path]]:
+    """(root, image files): one file, or every image under a folder (sorted, recursive).
+
+    Files that really lie under ``exclude`` (symlinks resolved) are left out: predict passes
+    its output folder, so masks written inside the input are never scanned as inputs.
+    """
     source = Path(source)
     if source.is_file():
         return source.parent, [source]
     if not source.is_dir():
         raise ConfigError(f"input={source}: no such file or folder")
-    files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    skip = Path(exclude).resolve() if exclude is not None else None
+    files = sorted(
+        p
+        for p in source.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not (skip is not None and p.resolve().is_relative_to(skip))
+    )
     if not files:
         raise ConfigError(f"input={source}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return source, files
 
 
-def _batches(
-    files: Sequence[Path], predictor: Predictor, batch_size: int
-) -> Iterator[list[tuple[Path, np.ndarray, torch.Tensor]]]:
-    """Consecutive files of one size in groups of at most ``batch_size``."""
-    batch: list[tuple[Path, np.ndarray, torch.Tensor]] = []
+def mask_names(files: Sequence[Path], root: Path) -> dict[Path, Path]:
+    """Each input's mask path relative to the output: its own relative path as ``.png``.
+
+    Inputs of one folder that share a stem (``scan.png``, ``scan.jpg``, ``scan.tif``; compared
+    case-insensitively) would share that name, so each of them keeps its whole file name
+    instead: ``scan.png.png``, ``scan.jpg.png``, ``scan.tif.png``.
+    """
+    groups: dict[tuple[Path, str], list[Path]] = defaultdict(list)
     for path in files:
-        image = read_image(path, predictor.in_channels)
-        tensor = predictor.prepare(image)
-        if batch and (len(batch) == batch_size or batch[0][2].shape != tensor.shape):
-            yield batch
-            batch = []
-        batch.append((path, image, tensor))
-    if batch:
-        yield batch
+        rel = path.relative_to(root)
+        groups[(rel.parent, rel.stem.casefold())].append(rel)
+    names: dict[Path, Path] = {}
+    for members in groups.values():
+        for rel in members:
+            name = rel.with_name(rel.name + ".png") if len(members) > 1 else rel.with_suffix(".png")
+            names[root / rel] = name
+    return names
+
+
+def mask_paths(path: Path, predictor: Predictor) -> list[Path]:
+    """The files :func:`write_mask` writes for ``path``: itself, or one per label."""
+    if predictor.task == "multilabel":
+        return [path.with_name(f"{path.stem}_{name}.png") for name in predictor.class_names]
+    return [path]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the outputs of one input image go."""
+
+    source: Path
+    mask: Path
+    overlay: Path | None
+
+
+def plan_outputs(
+    files: Sequence[Path], root: Path, output: Path, predictor: Predictor, overlays: bool
+) -> list[Target]:
+    """Every input's output paths, checked before anything is written.
+
+    Refuses (ConfigError) an output path that is an input file, and two inputs whose outputs
+    would land on the same path.
+    """
+    targets = [
+        Target(path, output / rel, output / "overlays" / rel if overlays else None)
+        for path, rel in mask_names(files, root).items()
+    ]
+    inputs: dict[tuple[int, int], Path] = {}
+    for path in files:
+        stat = path.stat()
+        inputs[(stat.st_dev, stat.st_ino)] = path
+    owner: dict[Path, Path] = {}
+    for target in targets:
+        outs = mask_paths(target.mask, predictor)
+        outs += [target.overlay] if target.overlay is not None else []
+        for out in outs:
+            if out in owner:
+                raise ConfigError(
+                    f"output={output}: the outputs of {owner[out]} and {target.source} would "
+                    f"both be {out}; rename one of them (or set overlay=false if one is an overlay)"
+                )
+            owner[out] = target.source
+            try:
+                stat = out.stat()
+            except OSError:  # not there yet (or not reachable): cannot be an input
+                continue
+            same = inputs.get((stat.st_dev, stat.st_ino))
+            if same is not None:
+                raise ConfigError(
+                    f"output={output}: writing the output of {target.source} would overwrite "
+                    f"the input file {same}; choose an output folder that holds no input images"
+                )
+    return targets
+
+
+def save_png(picture: Image.Image, path: Path) -> None:
+    """Write ``picture`` as a PNG atomically: a hidden temporary file beside ``path``, renamed
+    into place, so a killed or failed write never leaves a truncated PNG under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # "x": never clobber; plain open() keeps the umask's mode
+            picture.save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_mask(mask: np.ndarray, path: Path, predictor: Predictor) -> list[Path]:
     """Palette PNG (multiclass), 0/255 PNG (binary) or one 0/255 PNG per label (multilabel)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     if predictor.task == "multiclass":
-        mask_to_pil(mask, predictor.palette).save(path)
+        save_png(mask_to_pil(mask, predictor.palette), path)
         return [path]
     if predictor.task == "binary":
-        Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+        save_png(Image.fromarray(mask.astype(np.uint8) * 255), path)
         return [path]
     written = []
-    for name, channel in zip(predictor.class_names, mask, strict=True):
-        out = path.with_name(f"{path.stem}_{name}.png")
-        Image.fromarray(channel.astype(np.uint8) * 255).save(out)
+    for out, channel in zip(mask_paths(path, predictor), mask, strict=True):
+        save_png(Image.fromarray(channel.astype(np.uint8) * 255), out)
         written.append(out)
     return written
 
 
-def overlay_of(image: np.ndarray, mask: np.ndarray, predictor: Predictor, alpha: float):
+def overlay_of(
+    image: np.ndarray, mask: np.ndarray, predictor: Predictor, alpha: float
+) -> np.ndarray:
     """The coloured overlay of a prediction on its image (multilabel: first active label)."""
     if predictor.task == "multilabel":
         active = mask.any(axis=0)
@@ -167,43 +261,118 @@ def overlay_of(image: np.ndarray, mask: np.ndarray, predictor: Predictor, alpha:
     return overlay(to_display_image(image), mask, palette, alpha)
 
 
+def check_output(output: Path, root: Path, source: Path) -> Path | None:
+    """Refuse an output that is the input folder or a file; the folder to leave out of the
+    scan when the output lies inside the input (None otherwise)."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output={output} is a file; expected a folder for the masks")
+    out, top = output.resolve(), root.resolve()
+    if out == top:
+        raise ConfigError(
+            f"output={output} is the folder of input={source}: the masks would sit beside the "
+            "images and replace those of the same name; choose another folder "
+            f"(a subfolder such as {root / 'masks'} is fine: predict does not scan it)"
+        )
+    if source.is_dir() and out.is_relative_to(top):
+        log.info(
+            "output=%s lies inside input=%s: predict does not scan it for images", output, source
+        )
+        return output
+    return None
+
+
 def predict(cfg: DictConfig) -> dict[str, Any]:
-    """Write a mask (and an overlay) for every image under ``input`` into ``output``."""
+    """Write a mask (and an overlay) for every image under ``input`` into ``output``.
+
+    No input is ever overwritten: the outputs are planned and checked before the first
+    write, and every file is written atomically. Masks are written batch by batch, so an
+    unreadable image (``on_error=stop``) keeps the masks predicted before it.
+    """
     ckpt_path = require(cfg, "ckpt_path")
-    root, files = find_images(require(cfg, "input"))
+    source = Path(require(cfg, "input"))
     output = Path(require(cfg, "output"))
+    on_error = cfg.get("on_error", "stop")
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error={on_error}; expected one of {', '.join(ON_ERROR)}")
+    batch_size = int(cfg.get("batch_size", 4))
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}; expected an integer >= 1")
+    if not source.exists():
+        raise ConfigError(f"input={source}: no such file or folder")
+    root = source.parent if source.is_file() else source
+    exclude = check_output(output, root, source)
+    root, files = find_images(source, exclude=exclude)
     device = cfg.get("device") or "auto"
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     predictor = load_predictor(ckpt_path, device)
+    targets = plan_outputs(files, root, output, predictor, bool(cfg.get("overlay", True)))
     inference = dict(cfg.get("inference") or {})
     if inference.get("stride") is None:
         inference.pop("stride", None)
     if inference.get("mode") == "slide" and not inference.get("window"):
         # the training crop is the natural window; without one the user must name it
         inference["window"] = predictor.config.data.get("crop_size")
-    batch_size = int(cfg.get("batch_size", 4))
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}; expected an integer >= 1")
     threshold = cfg.get("threshold")
     alpha = cfg.get("overlay_alpha", 0.5)
     written: list[Path] = []
+    overlays: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+
+    def flush(batch: list[tuple[Target, np.ndarray, torch.Tensor]]) -> None:
+        """Predict one batch of same-size images and write its masks (and overlays)."""
+        if not batch:
+            return
+        logits = predictor.logits(torch.stack([t for _, _, t in batch]), **inference)
+        for (target, image, _), item in zip(batch, logits, strict=True):
+            if item.shape[-2:] != image.shape[:2]:  # the eval pipeline resized the image
+                item = F.interpolate(item[None], image.shape[:2], mode="bilinear")[0]
+            mask = predictor.masks(item[None], threshold)[0]
+            written.extend(write_mask(mask, target.mask, predictor))
+            if target.overlay is not None:
+                save_png(Image.fromarray(overlay_of(image, mask, predictor, alpha)), target.overlay)
+                overlays.append(target.overlay)
+        bar.update(len(batch))
+        batch.clear()
+
     with tqdm(
         total=len(files), desc="predict", unit="img", disable=not cfg.get("progress", True)
     ) as bar:
-        for batch in _batches(files, predictor, batch_size):
-            logits = predictor.logits(torch.stack([t for _, _, t in batch]), **inference)
-            for (path, image, _), item in zip(batch, logits, strict=True):
-                if item.shape[-2:] != image.shape[:2]:  # the eval pipeline resized the image
-                    item = F.interpolate(item[None], image.shape[:2], mode="bilinear")[0]
-                mask = predictor.masks(item[None], threshold)[0]
-                target = output / path.relative_to(root).with_suffix(".png")
-                written += write_mask(mask, target, predictor)
-                if cfg.get("overlay", True):
-                    picture = overlay_of(image, mask, predictor, alpha)
-                    overlay_path = output / "overlays" / target.relative_to(output)
-                    overlay_path.parent.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(picture).save(overlay_path)
-            bar.update(len(batch))
-    log.info("Wrote %d masks for %d images to %s", len(written), len(files), output)
-    return {"output": str(output), "images": len(files), "masks": [str(p) for p in written]}
+        batch: list[tuple[Target, np.ndarray, torch.Tensor]] = []
+        for target in targets:
+            try:
+                image = read_image(target.source, predictor.in_channels)
+                tensor = predictor.prepare(image)
+            except LitsegError as err:
+                reason = " ".join(str(err).split())  # one line, whatever the reader said
+                if str(target.source) not in reason:
+                    reason = f"{target.source}: {reason}"
+                if on_error == "stop":
+                    flush(batch)  # the images read before this one keep their masks
+                    raise ConfigError(
+                        f"{reason} (on_error=stop: stopped after writing {len(written)} masks "
+                        f"to {output}; on_error=skip predicts the other images)"
+                    ) from None
+                skipped.append((target.source, reason))
+                bar.update(1)
+                continue
+            if batch and (len(batch) == batch_size or batch[0][2].shape != tensor.shape):
+                flush(batch)
+            batch.append((target, image, tensor))
+        flush(batch)
+    predicted = len(files) - len(skipped)
+    log.info("Wrote %d masks for %d images to %s", len(written), predicted, output)
+    if skipped:
+        log.warning(
+            "Skipped %d of %d images that could not be read (on_error=skip): %s",
+            len(skipped),
+            len(files),
+            " | ".join(reason for _, reason in skipped),
+        )
+    return {
+        "output": str(output),
+        "images": predicted,
+        "masks": [str(p) for p in written],
+        "overlays": [str(p) for p in overlays],
+        "skipped": [str(p) for p, _ in skipped],
+    }
