@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train test test-fast lint format clean
+.PHONY: help install train test test-fast lint format clean reproduce
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: install  ## run the whole test suite
 
 test-fast: install  ## skip the slow tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+reproduce: install  ## train the full recipes on the GPU, rows into docs/results.json (ARGS=--smoke: CPU check)
+	$(PY) scripts/reproduce.py $(ARGS)
 
 lint: install  ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,458 @@
+"""Train every full recipe through the real CLI and record each result in docs/results.json.
+
+    python scripts/reproduce.py                            # all six on the GPU (~40 min, H100)
+    python scripts/reproduce.py --only camvid_smp membrane_unet
+    python scripts/reproduce.py --dry-run --device cuda    # print the commands, run nothing
+    python scripts/reproduce.py --smoke --out /tmp/r.json  # the same path on the CPU, ~2 min
+    make reproduce ARGS="--smoke --out /tmp/r.json"
+
+Each recipe runs as ``python train.py experiment=<name> data.root=<data-dir>/<folder> ...``
+from the repository root, in its own run folder under --runs-dir. Its summary.json gives one
+row: the device named, the exact command, wall time, epochs, the best monitored val metric, the
+last validation's metrics and per-class IoU. Rows are keyed by experiment + hardware: a row of
+another key is never touched, one of the same key is replaced. The file is rewritten
+atomically after each recipe, so a crash keeps the rows already measured. --smoke never writes
+docs/results.json unless --out names it.
+
+GPU budget: all six in about 40 minutes on one H100. An estimate: no GPU was lent when this
+was written, so rerun and correct these figures once one is.
+
+- Compute is not the limit. Forward GFLOP per image (torch.utils.flop_counter): camvid_unet
+  37.8 at 320x320 crops (63.6 at 480x360), camvid_smp and camvid_cpu 17.2 (30.9),
+  membrane_unet 24.1 at 256x256 (96.3 at 512x512), membrane_smp 10.6 (42.4), membrane_cpu 6.0
+  (24.1); training is ~3x forward. camvid_unet: 120 epochs x 360 images x 113 GFLOP = 4.9
+  PFLOP; camvid_smp 2.2, camvid_cpu 1.1, each membrane recipe < 0.4 (24 training slices an
+  epoch), all validations ~1.5: ~10 PFLOP, 3-6 minutes at the 30-60 TFLOP/s that bf16
+  convolutions this narrow reach on an H100.
+- Overheads are the limit: 17,100 optimizer steps (CamVid 5,400 + 5,400 + 2,700, membrane
+  3 x 1,200) at ~15-25 ms of Lightning, optimizer and logging each = 4-7 min; 1,100 epochs
+  with their validation, last.ckpt write (90-170 MB) and loader hand-over at ~0.5-1 s = 9-18
+  min; process start and dataset checks ~30 s a recipe = 3 min. CamVid decoding and
+  augmentation (~6 ms an image) on 10 workers stays ahead of the GPU. Expected: 20-30 min.
+- Levers: trainer=gpu with bf16-mixed (tensor cores), trainer.benchmark=true (cuDNN picks
+  kernels once: the crop and validation sizes are fixed), 10 loader workers (16-core host),
+  larger evaluation batches (CamVid 16, membrane 6: the metrics do not change). The training
+  batch stays the recipe's (8 CamVid, 4 membrane_unet/smp, 8 membrane_cpu): a larger one cuts
+  step overhead but changes the optimisation (fewer updates at the same learning rate), and the
+  estimate fits without it. ``--override data.batch_size=16`` tries it.
+- A time cap per recipe (``++trainer.max_time``) bounds the worst case at 37 min of training
+  plus ~3 min of starts: camvid_unet 9, camvid_smp 8, camvid_cpu 5 and each membrane recipe 5
+  minutes. A capped run is recorded as "N of M (time cap)"; its schedule did not finish, so
+  rerun it with --no-time-cap before quoting it as the recipe's result.
+"""
+
+import argparse
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
+
+from plot_run import plot  # noqa: E402
+
+from litseg.hardware import cpu_summary  # noqa: E402
+from litseg.utils.io import atomic_write_text  # noqa: E402
+
+DEFAULT_OUT = ROOT / "docs" / "results.json"
+PER_CLASS = ("/IoU_", "/dice_", "/HD95_")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One full recipe: its data folder, labels for the results table and GPU settings."""
+
+    folder: str
+    data: str
+    loss: str
+    metric: str
+    gpu_minutes: int
+    eval_batch_size: int
+
+
+CAMVID = "CamVid 11 classes, val = 101 frames at 480x360"
+MEMBRANE = "ISBI 2012 membrane, val = slices 24-29 at 512x512"
+RECIPES: dict[str, Recipe] = {
+    "camvid_unet": Recipe("camvid", CAMVID, "Dice + weighted CE", "val mIoU", 9, 16),
+    "camvid_smp": Recipe("camvid", CAMVID, "Dice + weighted CE", "val mIoU", 8, 16),
+    "membrane_unet": Recipe(
+        "isbi2012_membrane", MEMBRANE, "Dice + BCE", "val Dice (membrane)", 5, 6
+    ),
+    "membrane_smp": Recipe(
+        "isbi2012_membrane", MEMBRANE, "Dice + BCE", "val Dice (membrane)", 5, 6
+    ),
+    "camvid_cpu": Recipe("camvid", CAMVID, "CE, void ignored", "val mIoU", 5, 16),
+    "membrane_cpu": Recipe(
+        "isbi2012_membrane", MEMBRANE, "Dice + BCE", "val Dice (membrane)", 5, 6
+    ),
+}
+GPU_COMMON = [
+    "trainer=gpu",
+    "trainer.precision=bf16-mixed",
+    "trainer.benchmark=true",
+    "data.num_workers=10",
+]
+# one epoch of two small batches and one validation batch: every code path, in seconds
+SMOKE = [
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.check_val_every_n_epoch=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.log_every_n_steps=1",
+    "data.crop_size=64",
+    "data.batch_size=2",
+    "data.eval_batch_size=1",
+    "module.boundary_metric=false",
+]
+
+
+def default_data_dir() -> Path:
+    """LITSEG_DATA_DIR when set, else ../shared/datasets beside the repository."""
+    env = os.environ.get("LITSEG_DATA_DIR")
+    return Path(env) if env else ROOT.parent / "shared" / "datasets"
+
+
+def rel(path: Path) -> str:
+    """``path`` relative to the repository root (the commands' working directory) when it lies
+    inside the repository or beside it (../shared/...), else absolute."""
+    path = Path(path).resolve()
+    relative = os.path.relpath(path, ROOT)
+    return str(path) if relative.startswith(f"..{os.sep}..") else relative
+
+
+def overrides_for(
+    name: str, device: str, smoke: bool, time_cap: bool, extra: list[str]
+) -> list[str]:
+    """The Hydra overrides after ``experiment=... data.root=...`` for one recipe."""
+    recipe = RECIPES[name]
+    if device == "cuda":
+        out = [*GPU_COMMON, f"data.eval_batch_size={recipe.eval_batch_size}"]
+        if time_cap and not smoke:
+            out.append(f"++trainer.max_time=00:00:{recipe.gpu_minutes:02d}:00")
+    else:
+        out = ["trainer=cpu"]
+    if smoke:
+        out += [*SMOKE, "data.num_workers=2" if device == "cuda" else "data.num_workers=0"]
+    return merge_overrides([*out, *extra])
+
+
+def merge_overrides(overrides: list[str]) -> list[str]:
+    """One override per key, the later winning, in first-seen order (Hydra wants no repeats)."""
+    merged: dict[str, str] = {}
+    for item in overrides:
+        key = item.split("=", 1)[0].lstrip("+~")
+        merged[key] = item
+    return list(merged.values())
+
+
+def command_for(name: str, data_dir: Path, run_dir: Path, overrides: list[str]) -> list[str]:
+    """``python train.py ...`` for one recipe (python stands for this interpreter)."""
+    root = data_dir / RECIPES[name].folder
+    return [
+        "python",
+        "train.py",
+        f"experiment={name}",
+        f"data.root={rel(root)}",
+        *overrides,
+        f"hydra.run.dir={rel(run_dir)}",
+    ]
+
+
+def hardware_name(device: str, summary: dict[str, Any] | None = None) -> str:
+    """The GPU's name (from the run's summary, else asked here), or ``<cores>-core <CPU>``."""
+    if device == "cuda":
+        name = ((summary or {}).get("host") or {}).get("cuda")
+        if not name:
+            import torch
+
+            name = torch.cuda.get_device_name(0)
+        return str(name)
+    cpu = cpu_summary()
+    return f"{cpu['cores']}-core {cpu['cpu']}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """``2 min 59 s`` (``1 h 4 min`` above an hour), as the results table writes it."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds} s"
+
+
+def run_config(run_dir: Path) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+
+
+def select(cfg: Any, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+
+
+def describe_model(cfg: Any) -> str:
+    """The network as the run built it, with its crop and batch size."""
+    target = str(select(cfg, "model._target_") or "")
+    if target.endswith("SMPModel"):
+        pretrained = "pretrained" if select(cfg, "model.pretrained") else "no pretraining"
+        model = (
+            f"smp {select(cfg, 'model.arch')}, {select(cfg, 'model.encoder')} encoder, {pretrained}"
+        )
+    elif target.endswith("UNet"):
+        model = (
+            f"U-Net, width {select(cfg, 'model.base_width')}, depth {select(cfg, 'model.depth')}"
+        )
+    else:
+        model = target.rsplit(".", 1)[-1]
+    return (
+        f"{model}; {select(cfg, 'data.crop_size')} px crops, batch {select(cfg, 'data.batch_size')}"
+    )
+
+
+def make_row(
+    name: str,
+    run_dir: Path,
+    command: list[str],
+    wall_s: float,
+    device: str,
+    smoke: bool,
+    log_text: str = "",
+) -> dict[str, Any]:
+    """One results row from a finished run's summary.json and .hydra/config.yaml."""
+    recipe = RECIPES[name]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cfg = run_config(run_dir)
+    metrics: dict[str, float] = summary.get("metrics", {})
+    monitor = summary.get("monitor") or "val/mIoU"
+    value = _finite(summary.get("best_score"))
+    if value is None:
+        value = _finite(metrics.get(monitor))
+    if value is None:
+        raise RuntimeError(f"{run_dir / 'summary.json'} holds no {monitor}")
+    done, max_epochs = int(summary.get("epochs") or 0), select(cfg, "trainer.max_epochs")
+    epochs = str(done)
+    if max_epochs is not None and done < int(max_epochs):
+        cap = select(cfg, "trainer.max_time")
+        reason = "time cap" if cap and "Time limit reached" in log_text else "early stop"
+        epochs = f"{done} of {max_epochs} ({reason})"
+    val = {k: v for k, v in metrics.items() if k.startswith("val/") and not _per_class(k)}
+    test = {k: v for k, v in metrics.items() if k.startswith("test/") and not _per_class(k)}
+    per_class = {k.split("/IoU_", 1)[1]: v for k, v in metrics.items() if k.startswith("val/IoU_")}
+    if monitor == "val/dice":
+        also = (
+            f"last val: Dice {_fmt(val.get('val/dice'))}, IoU {_fmt(val.get('val/mIoU'))}, "
+            f"pixel acc {_fmt(val.get('val/pixel_acc'))}"
+        )
+    else:
+        also = (
+            f"last val: mIoU {_fmt(val.get('val/mIoU'))}, "
+            f"pixel acc {_fmt(val.get('val/pixel_acc'))}, "
+            f"mean class acc {_fmt(val.get('val/mean_class_acc'))}"
+        )
+    return {
+        "experiment": f"`experiment={name}`" + (", smoke test" if smoke else ""),
+        "data": recipe.data,
+        "model": describe_model(cfg),
+        "loss": recipe.loss,
+        "metric": f"best {recipe.metric}",
+        "value": round(float(value), 4),
+        "also": also,
+        "epochs": epochs,
+        "wall": fmt_duration(wall_s),
+        "hardware": hardware_name(device, summary),
+        "command": shlex.join(command),
+        "recipe": name,
+        "device": device,
+        "smoke": smoke,
+        "host": {**cpu_summary(), "gpu": (summary.get("host") or {}).get("cuda")},
+        "wall_s": round(wall_s, 1),
+        "epochs_run": done,
+        "max_epochs": max_epochs,
+        "monitor": monitor,
+        "val_metrics": _rounded(val),
+        "per_class_iou": _rounded(per_class),
+        **({"test_metrics": _rounded(test)} if test else {}),
+        "git_commit": summary.get("git_commit"),
+        "date": datetime.now().strftime("%Y-%m-%d"),
+    }
+
+
+def _per_class(key: str) -> bool:
+    return any(s in key for s in PER_CLASS)
+
+
+def _finite(value: Any) -> float | None:
+    """A float, or None for a missing, NaN or infinite value (summaries write NaN as null)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _fmt(value: Any) -> str:
+    value = _finite(value)
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, float | None]:
+    """Rounded values, None where a value is missing or not finite (strict JSON)."""
+    return {
+        k: (None if _finite(v) is None else round(_finite(v), 4)) for k, v in sorted(values.items())
+    }
+
+
+def update_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace the rows of the same experiment + hardware, append the others; write atomically."""
+    data = json.loads(path.read_text()) if path.is_file() else {"results": []}
+    results = data.setdefault("results", [])
+    for row in rows:
+        key = (row["experiment"], row["hardware"])
+        for i, old in enumerate(results):
+            if (old.get("experiment"), old.get("hardware")) == key:
+                results[i] = row
+                break
+        else:
+            results.append(row)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def run_recipe(
+    name: str, command: list[str], run_dir: Path, log_path: Path, timeout_s: float
+) -> tuple[int, float, str]:
+    """Run one recipe's command from the repository root; (exit code, wall seconds, log)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log_path.open("w") as log:
+        try:
+            code = subprocess.run(
+                [sys.executable, *command[1:]],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = 124
+    wall = time.perf_counter() - started
+    return code, wall, log_path.read_text(errors="replace")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny limits, CPU by default")
+    parser.add_argument("--only", nargs="+", choices=list(RECIPES), metavar="NAME",
+                        help=f"recipes to run (default: all of {', '.join(RECIPES)})")  # fmt: skip
+    parser.add_argument("--device", choices=["cuda", "cpu"],
+                        help="default: cuda when available (cpu with --smoke)")  # fmt: skip
+    parser.add_argument("--out", type=Path,
+                        help="results JSON (default: docs/results.json; with --smoke "
+                        "<runs-dir>/results.json)")  # fmt: skip
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                        help="folder holding camvid/ and isbi2012_membrane/ "
+                        "(default: $LITSEG_DATA_DIR or ../shared/datasets)")  # fmt: skip
+    parser.add_argument("--runs-dir", type=Path,
+                        help="run folders go here (default: logs/reproduce/<time>)")  # fmt: skip
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further Hydra override for every recipe (repeatable)")  # fmt: skip
+    parser.add_argument("--no-time-cap", action="store_true",
+                        help="no per-recipe trainer.max_time on the GPU")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = args.only or list(RECIPES)
+    device = args.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    if device == "cuda" and not args.dry_run:
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("reproduce.py: --device cuda but no CUDA device is visible")
+    missing = [
+        str(args.data_dir / RECIPES[n].folder)
+        for n in names
+        if not (args.data_dir / RECIPES[n].folder).is_dir()
+    ]
+    if missing and not args.dry_run:
+        sys.exit(
+            f"reproduce.py: no data at {', '.join(missing)}; set --data-dir or LITSEG_DATA_DIR"
+        )
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    runs_dir = (
+        args.runs_dir or ROOT / "logs" / "reproduce" / f"{stamp}{'-smoke' if args.smoke else ''}"
+    )
+    out = args.out or (runs_dir / "results.json" if args.smoke else DEFAULT_OUT)
+    if device == "cpu" and not args.smoke and not args.dry_run:
+        print("note: the full recipes on a CPU take hours each; --smoke checks the path in minutes")
+
+    failures = []
+    for i, name in enumerate(names, 1):
+        recipe = RECIPES[name]
+        overrides = overrides_for(name, device, args.smoke, not args.no_time_cap, args.override)
+        run_dir = runs_dir / name
+        command = command_for(name, args.data_dir, run_dir, overrides)
+        print(f"[{i}/{len(names)}] {shlex.join(command)}", flush=True)
+        if args.dry_run:
+            continue
+        if args.smoke:
+            timeout = 900.0
+        elif device == "cuda" and not args.no_time_cap:
+            timeout = recipe.gpu_minutes * 60 + 900.0
+        else:
+            timeout = None
+        log_path = runs_dir / f"{name}.log"
+        code, wall, log_text = run_recipe(name, command, run_dir, log_path, timeout)
+        if code != 0 or not (run_dir / "summary.json").is_file():
+            tail = "\n".join(log_text.splitlines()[-15:])
+            print(f"    FAILED (exit {code}) after {fmt_duration(wall)}; log {log_path}:\n{tail}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            failures.append(name)
+            continue
+        try:
+            row = make_row(name, run_dir, command, wall, device, args.smoke, log_text)
+        except (OSError, ValueError, RuntimeError) as err:
+            print(f"    FAILED: no result row from {run_dir}: {err}", file=sys.stderr, flush=True)
+            failures.append(name)
+            continue
+        update_results(out, [row])
+        try:
+            plot(run_dir, run_dir / "learning_curve.png")
+        except Exception as err:  # a missing plot never loses a measured row
+            print(f"    (no learning curve: {err})", file=sys.stderr)
+        print(
+            f"    {row['metric']} {row['value']:.4f}, epochs {row['epochs']}, {row['wall']} "
+            f"on {row['hardware']} -> {rel(out)}",
+            flush=True,
+        )
+    if args.dry_run:
+        return 0
+    if failures:
+        print(f"reproduce.py: failed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    if out.resolve() == DEFAULT_OUT.resolve():
+        print("now run: python scripts/results_table.py (README and docs/benchmarks.md tables)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
