@@ -16,11 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from litseg.config_checks import check_choice, check_int, check_number, check_window
 from litseg.errors import ConfigError
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 MODES = ("whole", "slide")
 TTAS = (None, "none", "flip", "hflip", "vflip")
+WEIGHTINGS = ("gaussian", "constant")
+OOM_MARKERS = ("out of memory", "can't allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation (CUDA, MPS or the CPU allocator)."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in OOM_MARKERS)
 
 
 def logits_of(model: Model, images: torch.Tensor) -> torch.Tensor:
@@ -48,12 +58,26 @@ def cpu_channels_last(images: torch.Tensor) -> torch.Tensor:
 
 
 def whole(model: Model, images: torch.Tensor, stride: int = 32) -> torch.Tensor:
-    """One pass over the images zero-padded (bottom/right) to a multiple of ``stride``."""
-    h, w = images.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        images = F.pad(images, (0, pw, 0, ph))
-    return logits_of(model, cpu_channels_last(images))[..., :h, :w]
+    """One pass over the images zero-padded (bottom/right) to a multiple of ``stride``.
+
+    Running out of memory raises a ConfigError that says to use sliding windows instead.
+    """
+    check_int(stride, "inference.stride")
+    n, h, w = images.shape[0], *images.shape[-2:]
+    try:
+        ph, pw = (-h) % stride, (-w) % stride
+        if ph or pw:
+            images = F.pad(images, (0, pw, 0, ph))
+        return logits_of(model, cpu_channels_last(images))[..., :h, :w]
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
+            raise
+        # the cause loses its traceback, whose frames would keep the failed pass's tensors
+        raise ConfigError(
+            f"inference=whole ran out of memory on {n} image(s) of {h}x{w} pixels; use "
+            "inference=slide inference.window=<crop> (e.g. the training data.crop_size), "
+            "or fewer images per pass"
+        ) from exc.with_traceback(None)
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
@@ -88,11 +112,11 @@ def slide(
 
     Images smaller than the window are zero-padded around the centre, as MONAI does.
     """
+    check_window(window)
+    check_number(overlap, "inference.overlap", low=0, high=1, high_open=True)
+    check_choice(weighting, "inference.weighting", WEIGHTINGS)
+    check_int(batch_size, "inference.window_batch_size")
     wh, ww = (window, window) if isinstance(window, int) else tuple(window)
-    if not 0 <= overlap < 1:
-        raise ConfigError(f"inference.overlap={overlap}; expected 0 <= overlap < 1")
-    if weighting not in ("gaussian", "constant"):
-        raise ConfigError(f"inference.weighting={weighting!r}; expected gaussian or constant")
     n, _, h0, w0 = images.shape
     dh, dw = max(wh - h0, 0), max(ww - w0, 0)
     if dh or dw:
@@ -123,11 +147,10 @@ def slide(
 
 def flip_tta(predict: Model, images: torch.Tensor, tta: str | None = "flip") -> torch.Tensor:
     """Mean logits over the identity and flipped copies (flip: horizontal and vertical)."""
+    check_choice(tta, "inference.tta", TTAS)
     if tta in (None, "none"):
         return predict(images)
-    dims = {"flip": [[-1], [-2]], "hflip": [[-1]], "vflip": [[-2]]}.get(tta)
-    if dims is None:
-        raise ConfigError(f"inference.tta={tta!r}; expected none, flip, hflip or vflip")
+    dims = {"flip": [[-1], [-2]], "hflip": [[-1]], "vflip": [[-2]]}[tta]
     total = predict(images)
     for d in dims:
         total = total + predict(images.flip(d)).flip(d)
@@ -146,19 +169,21 @@ def infer(
     tta: str | None = None,
     window_batch_size: int = 8,
 ) -> torch.Tensor:
-    """Logits (N, K, H, W) for normalised images of any size, by ``mode`` and ``tta``."""
+    """Logits (N, K, H, W) for normalised images of any size, by ``mode`` and ``tta``.
+
+    Every option is checked before the first forward pass (a ConfigError naming the key).
+    """
+    check_choice(mode, "inference.mode", MODES)
     if mode == "whole":
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             return whole(model, x, stride)
 
-    elif mode == "slide":
-        if not window:
+    else:
+        if window is None:
             raise ConfigError("inference.window is missing; mode=slide needs a window size")
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             return slide(model, x, window, overlap, weighting, window_batch_size)
 
-    else:
-        raise ConfigError(f"inference.mode={mode!r}; expected one of {', '.join(MODES)}")
     return flip_tta(predict, images, tta)

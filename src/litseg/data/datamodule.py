@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
+from litseg.config_checks import check_int
 from litseg.data.checks import verify
 from litseg.errors import ConfigError, DataError
 
@@ -124,10 +125,16 @@ class SegmentationDataModule(LightningDataModule):
             raise ConfigError(
                 f"data.splits has unknown names {sorted(unknown)}; expected train, val, test"
             )
+        check_int(batch_size, "data.batch_size")
+        check_int(eval_batch_size, "data.eval_batch_size", optional=True)
+        check_int(num_workers, "data.num_workers", minimum=0, optional=True)
+        check_int(crop_size, "data.crop_size", optional=True)
         self.dataset_factory = dataset
         self.split_args = {}
         for name, args in splits.items():
             args = dict(args or {})
+            # 0 is let through to setup, which names the split as empty
+            check_int(args.get("length"), f"data.splits.{name}.length", minimum=0, optional=True)
             when = args.pop("when_exists", None)
             if when is None or Path(when).exists():
                 self.split_args[name] = args
@@ -167,7 +174,9 @@ class SegmentationDataModule(LightningDataModule):
         if split not in self.datasets:
             dataset = self.make_dataset(split, self.transforms.get(split))
             if len(dataset) == 0:
-                raise ConfigError(f"the {split} split of data is empty")
+                length = self.split_args[split].get("length")
+                where = f" (data.splits.{split}.length={length})" if length == 0 else ""
+                raise ConfigError(f"the {split} split of data is empty{where}")
             verify(dataset, self.check)
             self.datasets[split] = dataset
         return self.datasets[split]
