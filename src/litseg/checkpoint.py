@@ -1,6 +1,7 @@
 """Load litseg checkpoints safely (weights_only) with errors that name the file."""
 
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -8,10 +9,18 @@ import torch
 
 from litseg.callbacks import CONFIG_KEY
 from litseg.errors import ConfigError
+from litseg.stored_config import check_stored_config, without_downloads
 
 
-def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
-    """The checkpoint dict at ``path``, loaded with ``weights_only=True`` on the CPU."""
+def load_checkpoint(
+    path: str | Path, key: str = "ckpt_path", allow_targets: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The checkpoint dict at ``path``, loaded with ``weights_only=True`` on the CPU.
+
+    Its stored litseg config is checked against the target allowlist (``allow_targets``
+    adds the caller's own) before anyone can build from it, and its model node is told not
+    to fetch pretrained weights: the checkpoint's own weights replace them.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{key}={path}: no such checkpoint file")
@@ -21,6 +30,11 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         raise ConfigError(f"{key}={path}: not a readable PyTorch checkpoint ({exc})") from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"{key}={path}: expected a Lightning checkpoint with a state_dict")
+    stored = checkpoint.get(CONFIG_KEY)
+    if stored is not None:
+        check_stored_config(stored, f"{key}={path}", allow_targets)
+        if isinstance(stored.get("model"), dict):
+            stored["model"] = without_downloads(stored["model"])
     return checkpoint
 
 

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from litseg.checkpoint import load_checkpoint, training_config
+from litseg.config_checks import check_run_config
 from litseg.errors import ConfigError
 from litseg.metrics import predictions
 from litseg.train import output_dir
@@ -66,12 +67,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test (or validate) the checkpoint at ``ckpt_path``; return metrics and the run dir."""
     started = time.time()
     ckpt_path = require(cfg, "ckpt_path")
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path, allow_targets=list(cfg.get("allow_targets") or []))
     train_cfg = training_config(checkpoint)
     if train_cfg is not None:
         cfg = merge_training_config(cfg, train_cfg, _cli_overrides())
     else:
         log.warning("%s holds no litseg config; using the model and data given here", ckpt_path)
+    check_run_config(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     split = cfg.get("split", "test")

@@ -161,7 +161,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; expected one of {', '.join(FORMATS)}")
     output = Path(require(cfg, "output"))
-    predictor = load_predictor(ckpt_path, "cpu")
+    predictor = load_predictor(ckpt_path, "cpu", list(cfg.get("allow_targets") or []))
     model = Exportable(predictor.net, predictor.stride).eval()
     c = predictor.in_channels
     example = torch.randn(1, c, 2 * predictor.stride, 2 * predictor.stride)

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from litseg.checkpoint import load_checkpoint, training_config
+from litseg.config_checks import check_run_config
 from litseg.data.files import IMAGE_SUFFIXES
 from litseg.data.files import read_image as read_file_image
 from litseg.errors import ConfigError, LitsegError
@@ -79,9 +80,11 @@ def net_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[4:]: v for k, v in state_dict.items() if k.startswith("net.")}
 
 
-def load_predictor(ckpt_path: str | Path, device: str = "cpu") -> Predictor:
+def load_predictor(
+    ckpt_path: str | Path, device: str = "cpu", allow_targets: Sequence[str] = ()
+) -> Predictor:
     """Rebuild the network, eval pipeline, classes and palette from a litseg checkpoint."""
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path, allow_targets=allow_targets)
     stored = training_config(checkpoint)
     if stored is None:
         raise ConfigError(
@@ -288,6 +291,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     write, and every file is written atomically. Masks are written batch by batch, so an
     unreadable image (``on_error=stop``) keeps the masks predicted before it.
     """
+    check_run_config(cfg)
     ckpt_path = require(cfg, "ckpt_path")
     source = Path(require(cfg, "input"))
     output = Path(require(cfg, "output"))
@@ -305,7 +309,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     device = cfg.get("device") or "auto"
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    predictor = load_predictor(ckpt_path, device)
+    predictor = load_predictor(ckpt_path, device, list(cfg.get("allow_targets") or []))
     targets = plan_outputs(files, root, output, predictor, bool(cfg.get("overlay", True)))
     inference = dict(cfg.get("inference") or {})
     if inference.get("stride") is None:
