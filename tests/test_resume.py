@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, TINY, run_cli
 
 from litseg.errors import ConfigError
@@ -34,9 +35,10 @@ ARGS = [
 COMPARED = ("val/loss", "val/mIoU", "val/dice", "val/pixel_acc", "train/loss_epoch")
 
 
-def _touch(path: Path) -> Path:
+def _touch(path: Path, config: dict | None = None) -> Path:
+    """A minimal loadable checkpoint (a state_dict and, optionally, a stored config)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
+    torch.save({"state_dict": {}, **({"litseg_config": config} if config else {})}, path)
     return path
 
 
@@ -52,12 +54,38 @@ def test_ckpt_path_resolution(tmp_path: Path) -> None:
     assert resolve_ckpt_path("last", logs, "exp", run_dir=new.parents[1]) == str(old)
     assert resolve_ckpt_path(str(old.parents[1]), logs, "exp") == str(old)
     assert resolve_ckpt_path(str(old), logs, "exp") == str(old)
-    with pytest.raises(ConfigError, match="ckpt_path=last: no last checkpoint"):
+    with pytest.raises(ConfigError, match="ckpt_path=last: no resumable last checkpoint"):
         resolve_ckpt_path("last", logs, "missing")
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_ckpt_path(str(tmp_path / "nope.ckpt"), logs, "exp")
     with pytest.raises(ConfigError, match="without checkpoints/last.ckpt"):
         resolve_ckpt_path(str(tmp_path), logs, "exp")
+    assert resolve_ckpt_path("auto", logs, "missing") is None
+    assert resolve_ckpt_path("auto", logs, "exp") == str(new)
+
+
+def test_last_passes_over_corrupt_and_foreign_checkpoints(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    unet = {"model": {"_target_": "litseg.models.unet.UNet", "base_width": 8}, "data": {}}
+    wide = {"model": {"_target_": "litseg.models.unet.UNet", "base_width": 32}, "data": {}}
+    good = _touch(logs / "exp" / "runs" / "a" / "checkpoints" / "last.ckpt", unet)
+    foreign = _touch(logs / "exp" / "runs" / "b" / "checkpoints" / "last.ckpt", wide)
+    corrupt = logs / "exp" / "runs" / "c" / "checkpoints" / "last.ckpt"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(good.read_bytes()[:40])  # a truncated write
+    for age, path in enumerate((corrupt, foreign, good)):
+        os.utime(path, (1000 - age, 1000 - age))
+    assert resolve_ckpt_path("last", logs, "exp", expected=unet) == str(good)
+    assert resolve_ckpt_path("auto", logs, "exp", expected=unet) == str(good)
+    # nothing fits: last says what it found and why, auto starts fresh
+    other = {"model": {"_target_": "litseg.models.smp_models.SMPModel"}, "data": {}}
+    good.unlink()
+    with pytest.raises(ConfigError, match=r"passed over: .*unreadable"):
+        resolve_ckpt_path("last", logs, "exp", expected=other)
+    assert resolve_ckpt_path("auto", logs, "exp", expected=other) is None
+    with pytest.raises(ConfigError, match=r"another model \(model._target_, model.base_width"):
+        corrupt.unlink()
+        resolve_ckpt_path("last", logs, "exp", expected=other)
 
 
 def _metrics(run_dir: Path) -> dict[str, float]:
