@@ -238,13 +238,84 @@ class WandbPredictionImages(Callback):
 
 
 class ResumableModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that keeps the best checkpoints when a run resumes into a new folder.
+    """litseg's checkpoints: the best by the monitored metric, and ``last.ckpt`` = the last state.
 
-    litseg resumes into a fresh run directory, and Lightning forgets the top-k (best score and
-    paths) when the checkpoint folder changes. This copies the interrupted run's top-k files
-    into the new folder (rank zero) and restores their scores, so the resumed run ranks its
-    new epochs against the old ones, as an uninterrupted run would.
+    On top of Lightning's ModelCheckpoint:
+    - ``last.ckpt`` is rewritten after every validation or training epoch, whatever the
+      monitored metric did (Lightning 2.6 rewrites it only when a top-k file was saved), and
+      every ``last_every_n_train_steps`` steps inside an epoch, for mid-epoch resume; the
+      best checkpoint is untouched by these (Lightning's own ``every_n_train_steps`` would
+      switch epoch-end best saving off, so litseg refuses it).
+    - ``save_last_now`` writes it on demand (StopOnSignal).
+    - A run resumed into a new folder keeps the interrupted run's best: its top-k files are
+      copied over (rank zero) with their scores, but only files that sit beside the
+      checkpoint being resumed (``source_dir``): paths in a checkpoint are data and never
+      make litseg read elsewhere.
     """
+
+    def __init__(self, *args: Any, last_every_n_train_steps: int | None = None, **kwargs: Any):
+        if kwargs.get("every_n_train_steps"):
+            raise ConfigError(
+                "callbacks.model_checkpoint.every_n_train_steps would stop the best checkpoint "
+                "being saved at epoch ends; use callbacks.model_checkpoint."
+                "last_every_n_train_steps for mid-epoch last.ckpt saves"
+            )
+        if last_every_n_train_steps is not None and (
+            not isinstance(last_every_n_train_steps, int) or last_every_n_train_steps < 1
+        ):
+            raise ConfigError(
+                "callbacks.model_checkpoint.last_every_n_train_steps="
+                f"{last_every_n_train_steps!r}; expected null or an integer >= 1"
+            )
+        super().__init__(*args, **kwargs)
+        self.last_every_n_train_steps = last_every_n_train_steps
+        self.source_dir: Path | None = None
+
+    def save_last_now(self, trainer: Trainer) -> str | None:
+        """Write ``last.ckpt`` for the current step (once per step); return its path."""
+        if not self.save_last or trainer.sanity_checking:
+            return self.last_model_path or None
+        if self._last_global_step_saved != trainer.global_step or not self.last_model_path:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        return self.last_model_path
+
+    def _fitting(self, trainer: Trainer) -> bool:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        return (
+            not trainer.fast_dev_run
+            and trainer.state.fn == TrainerFn.FITTING
+            and not trainer.sanity_checking
+        )
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        n = self.last_every_n_train_steps
+        if n and self._fitting(trainer) and trainer.global_step % n == 0:
+            self.save_last_now(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if self._fitting(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self.save_last_now(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._fitting(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self.save_last_now(trainer)
+
+    def _copyable(self, path: str) -> Path | None:
+        """A stored top-k path, when it is a regular .ckpt file beside the resumed checkpoint."""
+        if self.source_dir is None:
+            return None
+        source = Path(path)
+        try:
+            inside = source.resolve().parent == self.source_dir.resolve()
+        except OSError:
+            return None
+        if inside and source.suffix == ".ckpt" and source.is_file() and not source.is_symlink():
+            return source
+        return None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")
@@ -253,8 +324,8 @@ class ResumableModelCheckpoint(ModelCheckpoint):
             return
         moved: dict[str, str] = {}
         for old in state_dict.get("best_k_models", {}):
-            source = Path(old)
-            if not source.is_file():
+            source = self._copyable(old)
+            if source is None:
                 continue
             target = Path(self.dirpath) / source.name
             if rank_zero_only.rank == 0 and not target.exists():

@@ -15,3 +15,32 @@ class DataError(LitsegError):
 
 class RunDirExistsError(LitsegError):
     """A run directory that already holds a run and must not be overwritten."""
+
+
+class CheckpointWriteError(LitsegError):
+    """A checkpoint could not be written (disk full, permission); earlier ones are intact."""
+
+
+class RunStopped(Exception):  # noqa: N818 - a stop, not an error in the user's input
+    """Training stopped before its end on purpose; ``status`` and ``exit_code`` say why."""
+
+    status = "failed"
+    exit_code = 1
+
+
+class RunInterrupted(RunStopped):
+    """A stop signal (SIGTERM, SIGINT, SIGUSR1) arrived; the current step was checkpointed."""
+
+    status = "interrupted"
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class TrainingDiverged(RunStopped):
+    """The loss became non-finite; no non-finite state was kept as a checkpoint."""
+
+    status = "diverged"
+    exit_code = 3

@@ -1,5 +1,6 @@
 """SegmentationModule: the training, validation and test logic shared by every model and loss."""
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class SegmentationModule(LightningModule):
         confusion_matrix: bool = True,
     ) -> None:
         super().__init__()
+        # (global step, loss value) of each training step skipped for a non-finite loss
+        self.nonfinite_steps: list[tuple[int, float]] = []
         check_task(task)
         check_num_classes(task, num_classes)
         if class_names is None:
@@ -88,8 +91,16 @@ class SegmentationModule(LightningModule):
                     loss = loss + self.hparams.aux_weight * self.loss_fn(logits, target)
         return out["out"], loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         _, loss = self._loss(self.net(batch["image"]), batch["mask"])
+        finite = bool(torch.isfinite(loss.detach()))
+        if self.trainer.world_size > 1:  # every rank skips together, or none does
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            # a non-finite loss never reaches the weights; StopOnNonFiniteLoss decides when
+            # to stop the run
+            self.nonfinite_steps.append((self.global_step, float(loss.detach())))
+            return None
         self.log(
             "train/loss",
             loss,
@@ -151,8 +162,14 @@ class SegmentationModule(LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
+        factory = self.scheduler_factory
+        if getattr(factory, "keywords", {}).get("total_steps", "") is None:
+            # a per-step schedule sized to this run (scheduler=onecycle)
+            factory = functools.partial(
+                factory, total_steps=int(self.trainer.estimated_stepping_batches)
+            )
         scheduler = {
-            "scheduler": self.scheduler_factory(optimizer),
+            "scheduler": factory(optimizer),
             "interval": self.hparams.scheduler_interval,
             "monitor": self.hparams.monitor,
         }

@@ -13,8 +13,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litseg.callbacks import RngStateInCheckpoint, StoreRunConfig
-from litseg.errors import ConfigError
+from litseg.callbacks import ResumableModelCheckpoint, RngStateInCheckpoint, StoreRunConfig
+from litseg.checkpoint_io import AtomicCheckpointIO
+from litseg.config_checks import check_run_config
+from litseg.errors import ConfigError, LitsegError, RunStopped
+from litseg.run_history import carry_history
 from litseg.utils.instantiate import (
     build_callbacks,
     build_datamodule,
@@ -43,10 +46,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     The returned dict holds ``metrics`` (val and test), ``best_checkpoint``, ``run_dir`` and
     ``objects`` (the trainer, module and datamodule, for callers that inspect them).
     """
+    check_run_config(cfg)
     started = time.time()
     run_dir = output_dir(cfg)
     ckpt_path = resolve_ckpt_path(
-        cfg.get("ckpt_path"), Path(cfg.paths.log_dir), cfg.task_name, run_dir
+        cfg.get("ckpt_path"),
+        Path(cfg.paths.log_dir),
+        cfg.task_name,
+        run_dir,
+        expected=OmegaConf.to_container(
+            OmegaConf.masked_copy(cfg, ["model", "data"]), resolve=True
+        ),
     )
     if ckpt_path:
         log.info("Resuming from %s (this run writes to %s)", ckpt_path, run_dir)
@@ -59,7 +69,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [*build_callbacks(cfg), StoreRunConfig(resolved), RngStateInCheckpoint()]
     loggers = build_loggers(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **plugins
+    )
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    if ckpt_path and isinstance(checkpoint, ResumableModelCheckpoint):
+        checkpoint.source_dir = Path(ckpt_path).parent
     for logger in loggers:
         logger.log_hyperparams(resolved)
     # DDP workers re-run the command line: make it this job's, with the resolved checkpoint
@@ -73,18 +89,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     replace = {"ckpt_path": ckpt_path} if ckpt_path else None
     metrics: dict[str, float] = {}
+    status, stop = "completed", None
     with distributed_job(launches, run_dir, replace):
-        if cfg.get("train", True):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            if cfg.get("train", True):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+                metrics.update(to_floats(trainer.callback_metrics))
+        except (RunStopped, LitsegError) as exc:
+            status = exc.status if isinstance(exc, RunStopped) else "failed"
+            stop = exc
             metrics.update(to_floats(trainer.callback_metrics))
+        except BaseException as exc:
+            _write_stopped_summary(trainer, run_dir, cfg, ckpt_path, started, "failed", exc)
+            raise
 
-        checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         best = checkpoint.best_model_path if checkpoint else ""
-        if cfg.get("test") and "test" in datamodule.split_args and not trainer.fast_dev_run:
+        testing = cfg.get("test") and "test" in datamodule.split_args
+        if stop is None and testing and not trainer.fast_dev_run:
             trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(to_floats(trainer.callback_metrics))
 
     result = {
+        "status": status,
         "run_dir": str(run_dir),
         "best_checkpoint": best or None,
         "monitor": cfg.monitor.metric,
@@ -92,20 +118,65 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if checkpoint and checkpoint.best_model_score is not None
         else None,
         "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint else None,
         "metrics": dict(sorted(metrics.items())),
     }
+    if stop is not None:
+        result["error"] = str(stop)
     if trainer.is_global_zero:
-        write_summary(
+        history = carry_history(run_dir, ckpt_path)
+        _write_summary_safely(
             run_dir / "summary.json",
             task="train",
             **result,
             duration_s=round(time.time() - started, 1),
             overrides=_overrides(),
             resumed_from=ckpt_path,
+            history=history,
         )
         _report(result, time.time() - started)
+    if stop is not None:
+        raise stop
     result["objects"] = {"trainer": trainer, "module": module, "datamodule": datamodule}
     return result
+
+
+def _write_stopped_summary(
+    trainer: L.Trainer,
+    run_dir: Path,
+    cfg: DictConfig,
+    ckpt_path: str | None,
+    started: float,
+    status: str,
+    exc: BaseException,
+) -> None:
+    """A summary for a run that ended in an unexpected error, so the folder says what happened."""
+    if not trainer.is_global_zero:
+        return
+    _write_summary_safely(
+        run_dir / "summary.json",
+        task="train",
+        status=status,
+        error=f"{type(exc).__name__}: {exc}",
+        run_dir=str(run_dir),
+        monitor=cfg.monitor.metric,
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        metrics=to_floats(trainer.callback_metrics),
+        duration_s=round(time.time() - started, 1),
+        overrides=_overrides(),
+        resumed_from=ckpt_path,
+    )
+
+
+def _write_summary_safely(path: Path, **fields: Any) -> None:
+    """summary.json, or one logged line when it cannot be written (a full disk must not hide
+    the error that stopped the run)."""
+    try:
+        write_summary(path, **fields)
+    except OSError as exc:
+        log.error("could not write %s: %s", path, exc.strerror or exc)
 
 
 def _hydra_launcher_target() -> str | None:

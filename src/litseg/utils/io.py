@@ -1,6 +1,7 @@
 """Small file helpers: writes that never leave a half-written file behind."""
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +24,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+def finite_or_none(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (strict JSON has neither)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_or_none(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_or_none(v) for v in data]
+    return data
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    """Atomically write ``data`` as indented, strict JSON (non-finite numbers become null)."""
+    text = json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")

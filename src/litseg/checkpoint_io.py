@@ -1,0 +1,61 @@
+"""Checkpoint files that are either complete or absent, never half-written."""
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from litseg.errors import CheckpointWriteError
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file beside its target, fsync it, rename it.
+
+    The temporary file lives in the target's own folder, so the rename is atomic on every
+    filesystem (Lightning's default stages in $TMPDIR and copies across). A failed write
+    (disk full, permission) removes the temporary file, leaves every earlier checkpoint as
+    it was, and raises CheckpointWriteError naming the file and the reason; ModelCheckpoint
+    removes a superseded file only after the new one is in place.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        path = Path(path)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            tmp = None
+            fsync_dir(path.parent)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: {reason}; the earlier checkpoints "
+                f"in {path.parent} are kept as they were"
+            ) from exc
+        finally:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
