@@ -81,8 +81,8 @@ class Recipe:
 CAMVID = "CamVid 11 classes, val = 101 frames at 480x360"
 MEMBRANE = "ISBI 2012 membrane, val = slices 24-29 at 512x512"
 RECIPES: dict[str, Recipe] = {
-    "camvid_unet": Recipe("camvid", CAMVID, "Dice + weighted CE", "val mIoU", 9, 16),
-    "camvid_smp": Recipe("camvid", CAMVID, "Dice + weighted CE", "val mIoU", 8, 16),
+    "camvid_unet": Recipe("camvid", CAMVID, "CE, void ignored", "val mIoU", 9, 16),
+    "camvid_smp": Recipe("camvid", CAMVID, "CE, void ignored", "val mIoU", 8, 16),
     "membrane_unet": Recipe(
         "isbi2012_membrane", MEMBRANE, "Dice + BCE", "val Dice (membrane)", 5, 6
     ),
