@@ -22,11 +22,11 @@ from litseg.errors import CheckpointWriteError
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted for the test."""
+    """An 8 MiB tmpfs mounted for the test (room for the tiny run's first checkpoints)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
@@ -67,7 +67,7 @@ def test_the_temp_file_is_written_beside_the_target(tmp_path: Path) -> None:
     seen: list[list[str]] = []
     original = torch.save
 
-    def look_then_save(obj, f, *args, **kwargs):  # what the folder holds while bytes are written
+    def look_then_save(obj, f, *args, **kwargs):  # what the folder holds while saving
         seen.append(sorted(p.name for p in tmp_path.iterdir()))
         return original(obj, f, *args, **kwargs)
 
@@ -106,16 +106,19 @@ def test_training_on_a_full_disk_stops_with_one_line_and_readable_checkpoints(
     )
     last = run / "checkpoints" / "last.ckpt"
 
+    seen: list[bool] = []
+
     def fill_after_first_checkpoint() -> None:
-        deadline = time.time() + 240
-        while time.time() < deadline and not last.exists():
+        while proc.poll() is None and not last.exists():
             time.sleep(0.02)
+        seen.append(last.exists())
         fill(small_disk)
 
     filler = threading.Thread(target=fill_after_first_checkpoint)
     filler.start()
     _, stderr = proc.communicate(timeout=300)
     filler.join()
+    assert seen == [True], "the run ended before its first checkpoint"
     assert proc.returncode == 2, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.startswith("litseg:")]
     assert len(lines) == 1 and "could not write checkpoint" in lines[0], stderr[-3000:]

@@ -1,5 +1,6 @@
 """Checkpoint files that are either complete or absent, never half-written."""
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -9,6 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from litseg.errors import CheckpointWriteError
+from litseg.utils.io import default_file_mode
 
 
 def fsync_dir(folder: Path) -> None:
@@ -43,8 +45,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            # serialised in memory first: a failing file write then raises OSError with the
+            # reason (torch.save straight into a full disk fails with an opaque RuntimeError)
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            os.fchmod(fd, default_file_mode())
             with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
+                f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
