@@ -59,7 +59,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "scripts")]
 
 from plot_run import plot  # noqa: E402
 
-from litseg.hardware import cpu_summary  # noqa: E402
+from litseg.hardware import cpu_label, cpu_summary  # noqa: E402
 from litseg.utils.io import atomic_write_text  # noqa: E402
 
 DEFAULT_OUT = ROOT / "docs" / "results.json"
@@ -176,8 +176,7 @@ def hardware_name(device: str, summary: dict[str, Any] | None = None) -> str:
 
             name = torch.cuda.get_device_name(0)
         return str(name)
-    cpu = cpu_summary()
-    return f"{cpu['cores']}-core {cpu['cpu']}"
+    return cpu_label()
 
 
 def fmt_duration(seconds: float) -> str:

@@ -20,16 +20,24 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-@functools.cache
-def cpu_model() -> str:
-    """The CPU's model name, e.g. ``AMD EPYC 9B45``; the platform's name where unknown."""
+def _cpuinfo_field(name: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU's model name with its family/model numbers, e.g. ``AMD EPYC (family 25,
+    model 17)`` (a virtual machine's name alone may not say which generation it is)."""
+    name = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    return f"{name} (family {family}, model {model})" if family and model else name
 
 
 def cpu_has_native_bf16() -> bool:
@@ -44,6 +52,13 @@ def cpu_has_native_bf16() -> bool:
 def cpu_precision() -> str:
     """Lightning precision for a CPU run: ``bf16-mixed`` where bf16 is native, else ``32-true``."""
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+def cpu_label() -> str:
+    """One line for a results table: cores, model, AVX-512 and native bf16."""
+    facts = cpu_summary()
+    extras = [f for f, on in (("AVX-512", facts["avx512"]), ("bf16", facts["native_bf16"])) if on]
+    return f"{facts['cores']}-core {facts['cpu']}" + (f", {' + '.join(extras)}" if extras else "")
 
 
 def cpu_summary() -> dict[str, object]:
