@@ -16,6 +16,8 @@ import torch
 from conftest import ROOT, TINY, compose_config, run_cli
 from hydra.core.global_hydra import GlobalHydra
 
+from litseg.callbacks import ResumableModelCheckpoint
+from litseg.errors import ConfigError
 from litseg.train import train
 
 ARGS = [
@@ -141,3 +143,25 @@ def test_sigterm_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path: Pa
     epochs = {line.split(",")[0] for line in rows[1:]}
     assert {"0", "1", "2", "3"} <= epochs, epochs
     assert math.isfinite(summary["metrics"]["val/loss"])
+
+
+def test_step_checkpoints_keep_the_best_and_lightnings_own_switch_is_refused(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match="last_every_n_train_steps"):
+        ResumableModelCheckpoint(dirpath=tmp_path, every_n_train_steps=5)
+    overrides = [
+        *ARGS,
+        "trainer.max_epochs=2",
+        "callbacks.model_checkpoint.last_every_n_train_steps=3",
+    ]
+    cfg = compose_config("train", overrides, tmp_path / "run")
+    try:
+        result = train(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    checkpoint = result["objects"]["trainer"].checkpoint_callback
+    assert checkpoint.last_every_n_train_steps == 3
+    assert Path(result["best_checkpoint"]).is_file()  # epoch-end best saving still on
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 16
