@@ -1,5 +1,6 @@
 """scripts/check_dataset.py lists every problem of a dataset with its file, exits non-zero on
-any, and reports frequencies, mean/std and class weights for good data."""
+any, reports the stored mask values with what each is read as, refuses masks that are mostly
+ignored or miss a class, and reports frequencies, mean/std and class weights for good data."""
 
 import importlib.util
 import re
@@ -10,6 +11,7 @@ from conftest import ROOT
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_data_folder import label_map, make_tree
+from test_mask_encoding import membrane_as_folder, needs_membrane
 
 spec = importlib.util.spec_from_file_location("check_dataset", ROOT / "scripts/check_dataset.py")
 check_dataset = importlib.util.module_from_spec(spec)
@@ -59,3 +61,46 @@ def test_every_problem_is_listed_with_its_file(tmp_path, capsys) -> None:
 def test_unusable_config_exits_2(capsys) -> None:
     assert run("data=folder", "data.num_classes=3") == 2
     assert "data.root" in capsys.readouterr().err
+
+
+@needs_membrane
+def test_0_255_masks_with_255_ignored_are_refused_naming_the_value(tmp_path, capsys) -> None:
+    """The old failure mode: 255 read as the ignore index, class 1 never seen; it used to say
+    "no problems found" and suggest a class weight of 0.0000."""
+    root = membrane_as_folder(tmp_path / "membrane")
+    assert run("data=folder", f"data.root={root}", "data.num_classes=2") == 1
+    captured = capsys.readouterr()
+    train = captured.out.split("[train]")[1].split("[val]")[0]
+    assert "0: 21.8" in train and "in 24 of 24 images -> class 0" in train
+    assert "255: 78.1" in train and "-> ignored (data.ignore_index=255)" in train
+    assert "OK: no problems found" not in captured.out
+    assert "suggested class weights" not in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("check_dataset: refused: 78.")
+    assert "stored value 255 is read as data.ignore_index=255" in lines[0]
+    assert "data.mask_values={0: 0, 255: 1}" in lines[0]
+
+
+@needs_membrane
+def test_binary_0_255_masks_pass_and_report_their_values(tmp_path, capsys) -> None:
+    root = membrane_as_folder(tmp_path / "membrane")
+    assert run("data=folder", f"data.root={root}", "data.task=binary") == 0
+    out = capsys.readouterr().out
+    train = out.split("[train]")[1].split("[val]")[0]
+    assert "0: 21.8" in train and "-> class 0 (background)" in train
+    assert "255: 78.1" in train and "in 24 of 24 images -> class 1 (foreground)" in train
+    assert "ignored pixels: 0 (0.0 %)" in train
+    assert "OK: no problems found" in out
+
+
+def test_a_class_that_never_appears_is_refused(tmp_path, capsys) -> None:
+    root = make_tree(tmp_path / "d", {"train": 3, "val": 2})
+    for path in (root / "train" / "masks").iterdir():  # class 2 only in val
+        mask = np.asarray(Image.open(path))
+        Image.fromarray(np.where(mask == 2, 1, mask).astype(np.uint8)).save(path)
+    assert run("data=folder", f"data.root={root}", "data.num_classes=3") == 1
+    captured = capsys.readouterr()
+    assert "-> class 2" in captured.out.split("[val]")[1]
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "class 2 never appears in the train split's masks" in err[0]
+    assert "stored values found: 0, 1, 2" in err[0] and "data.mask_values=" in err[0]

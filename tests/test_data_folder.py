@@ -121,7 +121,7 @@ def test_palette_and_colour_masks_decode_to_class_indices(tmp_path) -> None:
     np.testing.assert_array_equal(read_mask(tmp_path / "c.png", colors=table), label)
     with pytest.raises(DataError, match=r"c\.png has colour \(0, 255, 0\).*not in data.colors"):
         read_mask(tmp_path / "c.png", colors={0: PALETTE[0], 1: PALETTE[1]})
-    with pytest.raises(DataError, match=r"c\.png is an RGB mask.*data.colors"):
+    with pytest.raises(DataError, match=r"c\.png is an RGB mask.*data.mask_palette"):
         read_mask(tmp_path / "c.png")
 
 

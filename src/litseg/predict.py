@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.config_checks import check_run_config
+from litseg.data.encoding import MaskEncoding, stored_encoding
 from litseg.data.files import IMAGE_SUFFIXES
 from litseg.data.files import read_image as read_file_image
 from litseg.errors import ConfigError, LitsegError
@@ -236,8 +237,39 @@ def save_png(picture: Image.Image, path: Path) -> None:
         raise
 
 
+def encoded_mask(mask: np.ndarray, encoding: MaskEncoding, predictor: Predictor) -> Image.Image:
+    """A class mask as the training masks stored it (``data.mask_values`` inverted: each class
+    as the first stored value listed for it; ``data.mask_palette``: RGB colours).
+
+    Multiclass values up to 255 become a palette PNG whose index is the stored value and whose
+    colour is the class colour; binary ones a grayscale PNG; larger values a 16-bit PNG.
+    """
+    # a binary class without a stored value keeps today's 0/255
+    stored = encoding.encode(mask, fallback={1: 255} if predictor.task == "binary" else None)
+    if encoding.colour:
+        return Image.fromarray(stored)
+    if stored.max(initial=0) > 255:
+        return Image.fromarray(stored.astype(np.uint16))
+    if predictor.task != "multiclass":
+        return Image.fromarray(stored.astype(np.uint8))
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for cls, colour in enumerate(predictor.palette):
+        value = encoding.stored_of(cls)
+        if value is not None and value < 256:
+            palette[value] = colour
+    return mask_to_pil(stored, palette)
+
+
 def write_mask(mask: np.ndarray, path: Path, predictor: Predictor) -> list[Path]:
-    """Palette PNG (multiclass), 0/255 PNG (binary) or one 0/255 PNG per label (multilabel)."""
+    """The mask in the encoding of the training masks when the checkpoint's data config
+    declares one (``data.mask_values`` / ``data.mask_palette``, the membrane dataset's own
+    0 = membrane); otherwise a palette PNG of class indices (multiclass), 0/255 PNG (binary) or
+    one 0/255 PNG per label (multilabel)."""
+    data = predictor.config.get("data") if predictor.config is not None else None
+    encoding = stored_encoding(data) if data and predictor.task != "multilabel" else None
+    if encoding is not None:
+        save_png(encoded_mask(mask, encoding, predictor), path)
+        return [path]
     if predictor.task == "multiclass":
         save_png(mask_to_pil(mask, predictor.palette), path)
         return [path]

@@ -84,11 +84,15 @@ class SegmentationDataModule(LightningDataModule):
         mask_fill: the mask value for padded pixels (augment padding and batches of mixed
             sizes); the ignore index where the data has one.
         check: what setup verifies in file-backed splits: ``none``, ``headers`` (files open,
-            image and mask sizes agree) or ``full`` (every file decoded, label values checked).
+            image and mask sizes agree, a sample of masks decoded in the declared encoding) or
+            ``full`` (every file decoded, every mask's values checked); both refuse masks that
+            are mostly the ignore index while a class never appears.
 
         root: where the dataset's files live (data configs interpolate it into ``dataset``).
         options: further dataset settings that data configs interpolate into ``dataset``
-            (e.g. ``fold``, ``val_fraction``, ``download``), kept here for the record.
+            (e.g. ``fold``, ``val_fraction``, ``download``, ``mask_values``), kept here for the
+            record; predict.py reads ``mask_values`` / ``mask_palette`` from a checkpoint's
+            stored config to write masks in the training masks' encoding.
 
     A split's arguments may hold ``when_exists: <path>``: the split is used only when that
     path exists (e.g. an optional test folder); and ``length: N`` for datasets that do not
@@ -178,7 +182,7 @@ class SegmentationDataModule(LightningDataModule):
                 length = self.split_args[split].get("length")
                 where = f" (data.splits.{split}.length={length})" if length == 0 else ""
                 raise ConfigError(f"the {split} split of data is empty{where}")
-            verify(dataset, self.check)
+            verify(dataset, self.check, split=split)
             self.datasets[split] = dataset
         return self.datasets[split]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from litseg.data.encoding import MaskEncoding, legacy_encoding
 from litseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -97,52 +98,38 @@ def read_image(path: Path, channels: int = 3) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def read_mask(
-    path: Path,
-    colors: Mapping[int, Sequence[int]] | None = None,
-    value_map: Mapping[int, int] | None = None,
-) -> np.ndarray:
-    """A mask as HxW int64 class indices.
-
-    Index PNGs (mode L/I) and palette PNGs (mode P: the palette index is the class) are read
-    as they are. RGB colour masks need ``colors`` (class -> [r, g, b]); a colour that is not in
-    the table is an error naming the file and the colour. ``value_map`` renames raw values
-    (e.g. {255: 1}) after reading.
-    """
+def read_stored_mask(path: Path, colour: bool = False) -> np.ndarray:
+    """A mask file's stored values, not yet mapped to classes: HxW int64 for index masks
+    (mode L/I, or the palette index of mode P), HxWx3 uint8 RGB when ``colour``."""
     image = _open(path)
-    if colors:
-        rgb = np.asarray(image.convert("RGB"))
-        return colours_to_classes(rgb, colors, path)
+    if colour:
+        return np.asarray(image.convert("RGB"))
     if image.mode in ("RGB", "RGBA"):
         raise DataError(
             f"{path} is an {image.mode} mask; expected an index or palette PNG, "
-            "or set data.colors (class -> [r, g, b]) for colour masks"
+            "or set data.mask_palette (one [r, g, b] per class) for colour masks"
         )
     array = np.asarray(image)
     if array.ndim != 2:
         raise DataError(f"{path} has shape {array.shape}; expected a single-channel mask")
-    mask = array.astype(np.int64)
-    if value_map:
-        out = mask.copy()
-        for raw, cls in value_map.items():
-            out[mask == int(raw)] = int(cls)
-        mask = out
-    return mask
+    return array.astype(np.int64)
 
 
-def colours_to_classes(
-    rgb: np.ndarray, colors: Mapping[int, Sequence[int]], path: Path | str
+def read_mask(
+    path: Path,
+    colors: Mapping[int, Sequence[int]] | None = None,
+    value_map: Mapping[int, int] | None = None,
+    encoding: MaskEncoding | None = None,
 ) -> np.ndarray:
-    """HxWx3 colour mask -> HxW class indices via a class -> colour table."""
-    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
-    mask = np.full(code.shape, -1, dtype=np.int64)
-    for cls, colour in colors.items():
-        r, g, b = (int(v) for v in colour)
-        mask[code == ((r << 16) | (g << 8) | b)] = int(cls)
-    if (mask < 0).any():
-        y, x = np.argwhere(mask < 0)[0]
-        raise DataError(
-            f"{path} has colour {tuple(int(v) for v in rgb[y, x])} at (x={x}, y={y}) "
-            "that is not in data.colors; expected one of the listed class colours"
-        )
-    return mask
+    """A mask as HxW int64 class indices.
+
+    Index PNGs (mode L/I) and palette PNGs (mode P: the palette index is the class) are read
+    as they are unless ``encoding`` (see :mod:`litseg.data.encoding`) maps stored values or
+    colours to classes. ``colors`` (class -> [r, g, b]) and ``value_map`` (listed raw values
+    renamed, others kept) are the older spellings of ``data.mask_palette`` and
+    ``data.mask_values``.
+    """
+    if encoding is None:
+        encoding = legacy_encoding(colors, value_map)
+    stored = read_stored_mask(path, colour=encoding is not None and encoding.colour)
+    return stored if encoding is None else encoding.decode(stored, path)

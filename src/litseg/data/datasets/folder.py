@@ -70,8 +70,9 @@ class FolderDataset(PairedFilesDataset):
     """Images and masks from a folder tree (see the module docstring for the layouts).
 
     Images may be png/jpg/tif, gray/RGB/RGBA, 8- or 16-bit (converted to ``in_channels``
-    uint8 channels). Masks may be index PNGs, palette PNGs, or RGB colour masks decoded with
-    ``colors`` (class -> [r, g, b]).
+    uint8 channels). Masks may be index or palette PNGs whose values are the classes, index
+    masks in another encoding declared by ``mask_values`` (e.g. 0/255 binary masks:
+    ``{0: 0, 255: 1}``), or RGB colour masks declared by ``mask_palette``.
 
     Args:
         root: the dataset folder.
@@ -79,8 +80,8 @@ class FolderDataset(PairedFilesDataset):
         val_fraction, seed: the share of a single pool that becomes val, and the fixed seed
             that picks it (the same files on every run and machine).
         images, masks: the names of the image and mask sub-folders.
-        num_classes, ignore_index, in_channels, colors, value_map, transform: see
-            :class:`PairedFilesDataset`.
+        num_classes, ignore_index, in_channels, colors, value_map, transform, mask_values,
+            mask_palette: see :class:`PairedFilesDataset` and :mod:`litseg.data.encoding`.
     """
 
     def __init__(
@@ -97,8 +98,19 @@ class FolderDataset(PairedFilesDataset):
         colors: Mapping[int, Sequence[int]] | None = None,
         value_map: Mapping[int, int] | None = None,
         transform: Callable[..., dict[str, Any]] | None = None,
+        mask_values: Mapping[int, int] | None = None,
+        mask_palette: Sequence[Sequence[int]] | Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         pairs, where = folder_pairs(Path(root), split, val_fraction, seed, images, masks)
         super().__init__(
-            pairs, num_classes, ignore_index, in_channels, colors, value_map, transform, where=where
+            pairs,
+            num_classes,
+            ignore_index,
+            in_channels,
+            colors,
+            value_map,
+            transform,
+            where=where,
+            mask_values=mask_values,
+            mask_palette=mask_palette,
         )

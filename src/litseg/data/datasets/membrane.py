@@ -9,7 +9,7 @@ test labels are not public; labelled slices of your own in root/test/{image,labe
 test split when that folder exists.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from litseg.data.checks import pairs_in_folders
 from litseg.data.datasets.paired import PairedFilesDataset
+from litseg.data.encoding import MEMBRANE_VALUES
 from litseg.errors import ConfigError, DataError
 
 SOURCE = "https://github.com/zhixuhao/unet (data/membrane) or the ISBI 2012 challenge site"
@@ -37,6 +38,9 @@ class MembraneDataset(PairedFilesDataset):
         num_folds: how many contiguous blocks the slices are cut into.
         target: which class is 1: ``membrane`` (mask value 0) or ``interior`` (255).
         transform: ``transform(image=..., mask=...) -> dict`` (albumentations-style).
+        mask_values: stored label value -> class; None takes it from ``target``
+            (membrane: ``{0: 1, 255: 0}``, interior: ``{0: 0, 255: 1}``). Any other value in a
+            label file is an error naming the file.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class MembraneDataset(PairedFilesDataset):
         num_folds: int = 5,
         target: Literal["membrane", "interior"] = "membrane",
         transform: Callable[..., dict[str, Any]] | None = None,
+        mask_values: Mapping[int, int] | None = None,
     ) -> None:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"data split {split!r}; membrane has train, val and test")
@@ -85,15 +90,5 @@ class MembraneDataset(PairedFilesDataset):
             in_channels=1,
             transform=transform,
             where=f"{image_dir} ({split}, fold {fold} of {num_folds})",
+            mask_values=mask_values or MEMBRANE_VALUES[target],
         )
-
-    def read_mask(self, path: Path) -> np.ndarray:
-        """0/255 label -> 1 where the target class is, else 0; other values are an error."""
-        raw = super().read_mask(path)
-        bad = np.setdiff1d(np.unique(raw), [0, 255])
-        if bad.size:
-            raise DataError(
-                f"{path} has value(s) {bad[:10].tolist()}; expected only 0 "
-                "(membrane) and 255 (interior)"
-            )
-        return (raw == 0 if self.target == "membrane" else raw == 255).astype(np.int64)
