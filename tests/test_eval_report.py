@@ -12,6 +12,7 @@ from PIL import Image
 from sklearn.metrics import jaccard_score
 from test_predict import train_checkpoint
 
+from litseg.data.datasets.shapes import render_sample
 from litseg.evaluate import evaluate, image_iou
 from litseg.predict import load_predictor
 
@@ -83,3 +84,57 @@ def test_eval_writes_tables_and_the_worst_images(tmp_path: Path) -> None:
     assert ious == pytest.approx(sorted(every)[:3], abs=1e-6)
     first = Image.open(run / "worst" / worst[0]["file"])
     assert first.size == (2 * (3 * 64 + 2 * 2), 2 * 64)  # image | truth | prediction, x2
+    assert [w["image"] for w in worst] == ["", "", ""]  # generated data has no files
+
+
+def write_folder_split(root: Path, count: int) -> list[str]:
+    """``count`` shapes images with index masks under root/test/{images,masks}/."""
+    names = []
+    for i in range(count):
+        image, label = render_sample(np.random.default_rng(100 + i), 64)
+        name = f"frame_{i:02d}.png"
+        for sub, array in (("images", image), ("masks", label)):
+            (root / "test" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / "test" / sub / name)
+        names.append(f"test/images/{name}")
+    return names
+
+
+@pytest.mark.slow
+def test_worst_images_are_the_ones_the_metrics_saw_and_are_named_by_file(tmp_path: Path) -> None:
+    """trainer.limit_test_batches=2 with 2 images a batch: the metrics see the first 4 of 6
+    test images, and so do the pixel shares and the worst images, listed by file name."""
+    ckpt = train_checkpoint(tmp_path / "train", "loss=ce")
+    files = write_folder_split(tmp_path / "data", 6)
+    cfg = compose_config(
+        "eval",
+        [
+            f"ckpt_path={ckpt}",
+            "data=folder",
+            f"data.root={tmp_path / 'data'}",
+            "data.num_classes=4",
+            "data.class_names=[background,circle,square,triangle]",
+            "data.mean=[0.5,0.5,0.5]",
+            "data.std=[0.25,0.25,0.25]",
+            "data.eval_batch_size=2",
+            "data.num_workers=0",
+            "trainer.limit_test_batches=2",
+            "report.worst_k=8",
+            "report.batch_size=3",
+        ],
+        tmp_path / "eval",
+    )
+    try:
+        result = evaluate(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    run = Path(result["run_dir"])
+    with open(run / "worst" / "worst.csv") as f:
+        worst = list(csv.DictReader(f))
+    assert sorted(w["image"] for w in worst) == files[:4]
+    assert sorted(int(w["index"]) for w in worst) == [0, 1, 2, 3]
+    for w in worst:
+        assert Path(w["image"]).stem in w["file"] and (run / "worst" / w["file"]).is_file()
+    with open(run / "test_metrics.csv") as f:
+        pixels = [int(r["value"]) for r in csv.DictReader(f) if r["metric"] == "pixels"]
+    assert sum(pixels) == 4 * 64 * 64

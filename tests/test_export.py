@@ -1,6 +1,8 @@
-"""ONNX and TorchScript export: any height and width, parity with PyTorch."""
+"""ONNX and TorchScript export: any height and width, parity with PyTorch, one ONNX file."""
 
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from conftest import SHARED_DATA, run_cli
 from PIL import Image
 
 from litseg.export import Exportable, export_model, load_exported, parity
+from litseg.inference import whole
 from litseg.models.unet import UNet
 
 CAMVID_IMAGE = SHARED_DATA / "camvid" / "val" / "0016E5_07959.png"
@@ -39,6 +42,38 @@ def test_onnx_parity_on_random_and_real_images_of_any_size(
     rows = parity(model, load_exported(path, "onnx"), images)
     assert [r["shape"] for r in rows] == [[1, 3, 64, 64], [2, 3, 45, 77], [1, 3, 360, 480]]
     assert max(r["max_abs_diff"] for r in rows) <= 1e-4
+
+
+def test_the_exported_graph_pads_by_reflection_as_whole_image_inference(
+    model: Exportable,
+) -> None:
+    x = torch.randn(2, 3, 45, 61)  # not a multiple of the stride (8)
+    with torch.no_grad():
+        ours = model(x)
+        reflected = model.net(torch.nn.functional.pad(x, (0, 3, 0, 3), mode="reflect"))
+        torch.testing.assert_close(ours, reflected[..., :45, :61])
+        torch.testing.assert_close(ours, whole(model.net, x, stride=8))
+
+
+@pytest.mark.slow
+def test_onnx_is_one_file_that_works_when_copied_alone(model: Exportable, tmp_path: Path) -> None:
+    path = export_model(model, tmp_path / "a" / "model.onnx", "onnx", torch.randn(1, 3, 64, 64))
+    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]  # no model.onnx.data
+    copy = tmp_path / "b" / "model.onnx"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    session = ort.InferenceSession(str(copy), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 45, 61)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected).max() <= 1e-4
+
+
+def test_torchscript_export_prints_no_tracer_warning(model: Exportable, tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(model, tmp_path / "m.pt", "torchscript", torch.randn(1, 3, 64, 64))
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
 
 
 def test_torchscript_parity_at_a_size_other_than_the_example(

@@ -1,13 +1,26 @@
-"""Whole-image and sliding-window inference, and flip TTA, on real networks."""
+"""Whole-image (reflect-padded) and sliding-window inference, and flip TTA, on real networks."""
 
+import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 from monai.inferers import sliding_window_inference
+from PIL import Image
 from torch import nn
 
 from litseg.errors import ConfigError
-from litseg.inference import flip_tta, infer, model_stride, slide, whole, window_starts
+from litseg.inference import (
+    flip_tta,
+    infer,
+    model_stride,
+    pad_to_multiple,
+    slide,
+    whole,
+    window_starts,
+)
 from litseg.models.unet import UNet
+
+CAMVID_IMAGE = SHARED_DATA / "camvid" / "val" / "0016E5_07959.png"
 
 
 @pytest.fixture
@@ -83,14 +96,61 @@ def test_window_starts_cover_the_axis(size: int) -> None:
     assert all(b - a <= 16 for a, b in zip(starts, starts[1:], strict=False))
 
 
-def test_whole_pads_to_the_stride_and_crops_back(unet: UNet) -> None:
+def test_whole_pads_to_the_stride_by_reflection_and_crops_back(unet: UNet) -> None:
     assert model_stride(unet) == 8
     x = torch.randn(1, 3, 45, 61)  # the U-Net alone cannot take 45 x 61 at depth 3
     with torch.no_grad():
         out = whole(unet, x, stride=8)
-        padded = unet(nn.functional.pad(x, (0, 3, 0, 3)))
+        padded = unet(nn.functional.pad(x, (0, 3, 0, 3), mode="reflect"))
     assert out.shape == (1, 4, 45, 61)
     torch.testing.assert_close(out, padded[..., :45, :61])
+
+
+@pytest.mark.parametrize(("h", "w"), [(45, 61), (8, 16), (5, 3), (1, 1), (2, 9)])
+def test_pad_to_multiple_reflects_and_covers_images_smaller_than_the_pad(h: int, w: int) -> None:
+    x = torch.randn(2, 3, h, w)
+    padded = pad_to_multiple(x, 8)
+    ph, pw = (-h) % 8, (-w) % 8
+    assert padded.shape == (2, 3, h + ph, w + pw)
+    torch.testing.assert_close(padded[..., :h, :w], x, rtol=0, atol=0)
+    if ph < h and pw < w:  # torch's reflect, where it is defined
+        reflect = nn.functional.pad(x, (0, pw, 0, ph), mode="reflect")
+        torch.testing.assert_close(padded, reflect, rtol=0, atol=0)
+    else:  # every padded pixel is one of the image's own
+        values = set(x.flatten().tolist())
+        assert set(padded.flatten().tolist()) <= values
+
+
+def test_whole_sees_at_the_padded_edge_what_a_larger_image_shows_there(unet: UNet) -> None:
+    """A scene that continues past the bottom and right edges as the mirror image of what is
+    inside them (water, a symmetric facade): whole-image inference on the cut image (57 x 61,
+    not a multiple of the stride 8) gives the logits of the uncut image, edge rows included."""
+    torch.manual_seed(1)
+    cut = torch.randn(1, 3, 57, 61)
+    scene = nn.functional.pad(cut, (0, 3, 0, 7), mode="reflect")  # 64 x 64, the real content
+    with torch.no_grad():
+        ours = whole(unet, cut, stride=8)
+        uncut = unet(scene)[..., :57, :61]
+        zeros = unet(nn.functional.pad(cut, (0, 3, 0, 7)))[..., :57, :61]
+    torch.testing.assert_close(ours, uncut, rtol=0, atol=1e-5)
+    # a flat band of zeros would have shown the network something else near the edge
+    assert (zeros - uncut)[..., -4:, :].abs().max() > 1e-3
+
+
+def test_whole_near_the_cut_edge_of_a_real_frame_is_close_to_the_uncut_frame(unet: UNet) -> None:
+    """A CamVid frame (360 x 480) cut to 355 x 473: in the last 8 rows, the logits of
+    whole-image inference stay much closer to those of the uncut frame than zero padding's."""
+    frame = np.asarray(Image.open(CAMVID_IMAGE).convert("RGB"), dtype=np.float32) / 255
+    full = torch.from_numpy((frame - 0.5) / 0.25).permute(2, 0, 1)[None]
+    h, w = 355, 473
+    cut = full[..., :h, :w]
+    with torch.no_grad():
+        uncut = unet(full)[..., :h, :w]
+        ours = whole(unet, cut, stride=8)
+        zeros = unet(nn.functional.pad(cut, (0, (-w) % 8, 0, (-h) % 8)))[..., :h, :w]
+    ours_err = (ours - uncut)[..., -8:, :].abs().mean()
+    zeros_err = (zeros - uncut)[..., -8:, :].abs().mean()
+    assert ours_err < zeros_err / 4, (float(ours_err), float(zeros_err))
 
 
 def test_flip_tta_of_a_flip_equivariant_model_equals_the_plain_output() -> None:

@@ -83,6 +83,7 @@ def test_test_run_saves_confusion_matrix_and_logs_boundary_metrics(
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = make_cfg(
+        "module.boundary_metric=true",
         "logger=wandb",
         "trainer.max_epochs=1",
         "data.splits.train.length=8",

@@ -3,12 +3,14 @@
 Besides the logged metrics, the run directory gets a report: ``<split>_metrics.md`` and
 ``<split>_metrics.csv`` (per-class IoU with each class's pixel share, then the overall
 metrics) and ``worst/`` with the ``report.worst_k`` images of lowest IoU drawn as
-image | truth | prediction, listed in ``worst/worst.csv``.
+image | truth | prediction, listed in ``worst/worst.csv`` with their files. The report covers
+exactly the images the metrics saw (``trainer.limit_test_batches`` and the like included).
 """
 
 import csv
 import heapq
 import logging
+import math
 import re
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.utils.data import Subset
 
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.config_checks import check_run_config
@@ -97,7 +100,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "metrics": dict(sorted(metrics.items())),
     }
     if trainer.is_global_zero:
-        print(write_report(cfg, module, datamodule, split, metrics, run_dir))
+        seen = images_seen(trainer, datamodule, split)
+        print(write_report(cfg, module, datamodule, split, metrics, run_dir, seen))
         write_summary(
             run_dir / "summary.json",
             task="eval",
@@ -107,6 +111,32 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         log.info("Run directory: %s", run_dir)
     return result
+
+
+def images_seen(trainer: L.Trainer, datamodule: Any, split: str) -> int:
+    """How many images of ``split`` the trainer's test (or validation) pass went through:
+    the first ``batches x eval_batch_size`` (the loader does not shuffle), so the report
+    covers exactly the images behind the metrics, ``trainer.limit_*_batches`` included."""
+    counts = trainer.num_test_batches if split == "test" else trainer.num_val_batches
+    size = len(datamodule.build(split))
+    batches = sum(counts) if counts else 0
+    if not math.isfinite(batches):
+        return size
+    return min(size, int(batches) * int(datamodule.eval_batch_size))
+
+
+def image_file(dataset: Any, index: int, root: str | None = None) -> str | None:
+    """The image file behind ``dataset[index]`` for datasets of file pairs (``pairs``),
+    relative to ``root`` when it lies under it; None for generated data."""
+    while isinstance(dataset, Subset):
+        dataset, index = dataset.dataset, dataset.indices[index]
+    pairs = getattr(dataset, "pairs", None)
+    if not pairs:
+        return None
+    path = Path(pairs[index][0])
+    if root and path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return str(path)
 
 
 def image_iou(
@@ -152,13 +182,16 @@ def scan_images(
     ignore: int | None,
     batch_size: int,
     worst_k: int,
+    count: int | None = None,
 ) -> tuple[list[tuple[float, int]], np.ndarray]:
-    """(the ``worst_k`` (IoU, index) pairs, lowest first; truth pixels per class)."""
+    """(the ``worst_k`` (IoU, index) pairs, lowest first; truth pixels per class) over the
+    first ``count`` images (None: all)."""
     module.eval()
     worst: list[tuple[float, int]] = []  # a max-heap of the k lowest, as (-iou, -index)
     support = np.zeros(max(num_classes, 1), dtype=np.int64)
-    for start in range(0, len(dataset), batch_size):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+    count = len(dataset) if count is None else min(count, len(dataset))
+    for start in range(0, count, batch_size):
+        samples = [dataset[i] for i in range(start, min(start + batch_size, count))]
         for offset, (sample, pred) in enumerate(
             zip(samples, _predict(module, samples, task), strict=True)
         ):
@@ -208,8 +241,13 @@ def write_report(
     split: str,
     metrics: dict[str, float],
     run_dir: Path,
+    count: int | None = None,
 ) -> str:
-    """Write the Markdown and CSV metric tables and the worst images; return the Markdown."""
+    """Write the Markdown and CSV metric tables and the worst images; return the Markdown.
+
+    Pixel shares and the worst images come from the first ``count`` images of the split
+    (None: all), the images the metrics were computed on.
+    """
     options = cfg.get("report") or {}
     worst_k = int(options.get("worst_k", 8))
     data = cfg.data
@@ -217,8 +255,9 @@ def write_report(
     names = list(module.class_names)
     ignore = data.get("ignore_index")
     dataset = datamodule.build(split)
+    batch_size = int(options.get("batch_size", 16))
     worst, support = scan_images(
-        module, dataset, task, num_classes, ignore, int(options.get("batch_size", 16)), worst_k
+        module, dataset, task, num_classes, ignore, batch_size, worst_k, count
     )
     columns, rows, overall = _report_rows(metrics, split, names, support)
 
@@ -263,10 +302,14 @@ def _draw_worst(worst, dataset, module, data, task: str, folder: Path) -> None:
             palette = np.concatenate([[[0, 0, 0]], palette_for(int(data.num_classes))])
         image = to_uint8_image(sample["image"], data.get("mean"), data.get("std"))
         picture = comparison(image, truth, pred, palette, data.get("ignore_index"))
-        name = f"{rank:02d}_index{index}_iou{iou:.3f}.png"
+        source = image_file(dataset, index, data.get("root"))
+        label = re.sub(r"[^\w.-]+", "_", Path(source).stem) if source else f"index{index}"
+        name = f"{rank:02d}_{label}_iou{iou:.3f}.png"
         save_png(picture, folder / name, scale=2 if max(image.shape[:2]) < 256 else 1)
-        rows.append((rank, index, f"{iou:.6f}", name))
+        rows.append((rank, index, source or "", f"{iou:.6f}", name))
     with open(folder / "worst.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["rank", "index", "IoU", "file"])
+        # image: the dataset's file (relative to data.root), empty for generated data;
+        # file: the picture drawn here
+        writer.writerow(["rank", "index", "image", "IoU", "file"])
         writer.writerows(rows)

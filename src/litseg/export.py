@@ -9,17 +9,18 @@ feed it (mean, std, channels) and read it (task, classes, palette, threshold).
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
 from litseg.errors import ConfigError
-from litseg.inference import logits_of
+from litseg.extras import require_extra
+from litseg.inference import logits_of, pad_to_multiple
 from litseg.predict import Predictor, find_images, load_predictor, read_image
 from litseg.utils.instantiate import require
 
@@ -30,7 +31,9 @@ AXES = {0: "batch", 2: "height", 3: "width"}  # the free dimensions of an export
 
 
 class Exportable(nn.Module):
-    """Logits at the input's size for any size: pad to ``stride``, run, crop (no branches)."""
+    """Logits at the input's size for any size: pad to ``stride`` by reflection as
+    ``inference=whole`` does (:func:`litseg.inference.pad_to_multiple`), run, crop; no
+    branches, so one graph serves every size."""
 
     def __init__(self, net: nn.Module, stride: int) -> None:
         super().__init__()
@@ -39,9 +42,7 @@ class Exportable(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
-        ph = (self.stride - h % self.stride) % self.stride
-        pw = (self.stride - w % self.stride) % self.stride
-        logits = logits_of(self.net, F.pad(image, (0, pw, 0, ph)))
+        logits = logits_of(self.net, pad_to_multiple(image, self.stride))
         return logits[:, :, :h, :w]
 
 
@@ -53,16 +54,28 @@ def export_model(
     opset: int = 18,
     dynamo: bool = True,
 ) -> Path:
-    """Write ``model`` as ONNX (dynamic batch, height, width) or TorchScript (traced)."""
+    """Write ``model`` as ONNX (dynamic batch, height, width) or TorchScript (traced).
+
+    ONNX goes into one self-contained file (weights inside), which can be copied alone;
+    torch stores the weights beside it (``<path>.data``) only for models above 1.5 GB, as
+    the ONNX format's 2 GB limit requires. Without the ``export`` extra, ONNX raises one
+    ConfigError line saying what to install.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_extra("export", "format=onnx", "format=torchscript")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     if example is None:
         example = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
         if fmt == "torchscript":
+            # the U-Net's own size check becomes a constant in the trace; Exportable always
+            # feeds it sizes that are multiples of its stride, and the parity check runs
+            # other sizes through the traced file
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             traced = torch.jit.trace(model, example, check_trace=False)
             traced.save(str(path))
             return path
@@ -74,6 +87,9 @@ def export_model(
             free = {"dynamic_shapes": {"image": dims}, "verbose": False}
         else:
             free = {"dynamic_axes": {"image": AXES, "logits": AXES}}
+        stale = path.with_name(path.name + ".data")  # weights of an earlier two-file export
+        if stale.is_file():
+            stale.unlink()
         torch.onnx.export(
             model,
             (example,),
@@ -82,6 +98,7 @@ def export_model(
             output_names=["logits"],
             opset_version=opset,
             dynamo=dynamo,
+            external_data=False,
             **free,
         )
     return path

@@ -57,17 +57,44 @@ def cpu_channels_last(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def whole(model: Model, images: torch.Tensor, stride: int = 32) -> torch.Tensor:
-    """One pass over the images zero-padded (bottom/right) to a multiple of ``stride``.
+def _reflected(size: int, padded: int, device: torch.device) -> torch.Tensor:
+    """Source index of each of ``padded`` positions along an axis of ``size``: the positions
+    themselves, then mirrored about the last one (... 2 1 0 | 1 2 ...), then the first one
+    repeated where the pad is longer than the axis.
 
+    ``size`` and ``padded`` may be traced or symbolic sizes (TorchScript, torch.export):
+    only tensor arithmetic on them, no branches, no ``min``.
+    """
+    index = torch.arange(padded, device=device)
+    return torch.where(index < size, index, 2 * (size - 1) - index).clamp(min=0)
+
+
+def pad_to_multiple(images: torch.Tensor, stride: int) -> torch.Tensor:
+    """Pad the bottom and right of (N, C, H, W) images to multiples of ``stride`` by reflection.
+
+    The pad mirrors the image about its last row and column, as ``F.pad(mode="reflect")``
+    does (an image smaller than the pad repeats its first row or column after the mirror),
+    so the network sees content like the image's own there rather than a flat band of zeros,
+    which it may take for an object along the edge. One code path for every size, so an
+    exported graph (ONNX, TorchScript) pads exactly as eager inference does.
+    """
+    h, w = images.shape[-2], images.shape[-1]
+    rows = _reflected(h, h + (stride - h % stride) % stride, images.device)
+    cols = _reflected(w, w + (stride - w % stride) % stride, images.device)
+    return images[:, :, rows][:, :, :, cols]
+
+
+def whole(model: Model, images: torch.Tensor, stride: int = 32) -> torch.Tensor:
+    """One pass over the images padded (bottom/right) to a multiple of ``stride``.
+
+    The pad reflects the image (:func:`pad_to_multiple`) and is cropped off the logits.
     Running out of memory raises a ConfigError that says to use sliding windows instead.
     """
     check_int(stride, "inference.stride")
     n, h, w = images.shape[0], *images.shape[-2:]
     try:
-        ph, pw = (-h) % stride, (-w) % stride
-        if ph or pw:
-            images = F.pad(images, (0, pw, 0, ph))
+        if h % stride or w % stride:
+            images = pad_to_multiple(images, stride)
         return logits_of(model, cpu_channels_last(images))[..., :h, :w]
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
         if not is_out_of_memory(exc):
