@@ -13,10 +13,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, compose_config, run_cli
 from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
 
 from litseg.errors import ConfigError
 from litseg.evaluate import evaluate
@@ -113,8 +115,11 @@ def test_crafted_checkpoint_is_one_line_and_exit_2_in_every_command(
     crafted = craft(
         trained, tmp_path / "crafted.ckpt", edits(victim, written)["model.norm._target_"]
     )
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(images / "a.png")
     commands = {
-        "predict.py": [f"input={victim.parent}", f"output={tmp_path / 'masks'}"],
+        "predict.py": [f"input={images}", f"output={tmp_path / 'masks'}"],
         "eval.py": [*TINY],
         "scripts/export.py": [f"output={tmp_path / 'model.onnx'}"],
     }
