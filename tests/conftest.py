@@ -80,3 +80,18 @@ def run_cli(script: str, *args: str, cwd: Path = ROOT, timeout: int = 300):
         text=True,
         timeout=timeout,
     )
+
+
+def start_cli(script: str, *args: str, stderr: int = -1):
+    """Start ``python <script> args...`` from the repository root without waiting (for tests
+    that signal, kill or race a run); stdout is dropped, stderr piped as text by default."""
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )

@@ -4,9 +4,7 @@ The disk is a real tmpfs the test mounts (skipped, with the reason, where mounti
 allowed: it needs root or CAP_SYS_ADMIN).
 """
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY
+from conftest import TINY, start_cli
 
 from litseg.checkpoint_io import AtomicCheckpointIO
 from litseg.errors import CheckpointWriteError
@@ -96,14 +94,7 @@ def test_training_on_a_full_disk_stops_with_one_line_and_readable_checkpoints(
         "test=false",
         f"hydra.run.dir={run}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli("train.py", *args)
     last = run / "checkpoints" / "last.ckpt"
 
     seen: list[bool] = []

@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, run_cli
+from conftest import TINY, run_cli, start_cli
 
 from litseg.errors import ConfigError
 from litseg.utils.resume import resolve_ckpt_path
@@ -94,13 +93,7 @@ def _metrics(run_dir: Path) -> dict[str, float]:
 
 def _kill_after_first_checkpoint(args: list[str], logs: Path) -> Path:
     """Start a run, SIGKILL it once it has written a last checkpoint; return its run dir."""
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("train.py", *args, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:

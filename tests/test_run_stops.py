@@ -7,13 +7,12 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY, compose_config, run_cli
+from conftest import TINY, compose_config, run_cli, start_cli
 from hydra.core.global_hydra import GlobalHydra
 
 from litseg.callbacks import ResumableModelCheckpoint
@@ -76,20 +75,9 @@ def test_a_diverging_run_stops_with_its_finite_checkpoints(tmp_path: Path) -> No
         assert finite_weights(ckpt), ckpt
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _signal_mid_run(args: list[str], run: Path, signum: int) -> subprocess.CompletedProcess:
     """Start a run, send ``signum`` once its first epoch's last.ckpt exists, wait for it."""
-    proc = _start([*args, f"hydra.run.dir={run}"])
+    proc = start_cli("train.py", *args, f"hydra.run.dir={run}")
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         if (run / "checkpoints" / "last.ckpt").exists():
