@@ -13,7 +13,12 @@ from litseg.utils.instantiate import build_callbacks, build_datamodule, build_lo
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]
 # options that only fit certain data: compose them with a task they fit
-NEEDS = {("loss", "bce"): ["data.task=binary"], ("loss", "dice_bce"): ["data.task=binary"]}
+NEEDS = {
+    ("loss", "bce"): ["data.task=binary"],
+    ("loss", "dice_bce"): ["data.task=binary"],
+    # sized by the Trainer in a run; this test builds the module without one
+    ("scheduler", "onecycle"): ["scheduler.total_steps=10"],
+}
 # groups of the predict entry config rather than of train.yaml
 PREDICT_GROUPS = {"inference"}
 PREDICT_REQUIRED = ["ckpt_path=model.ckpt", "input=images", "output=masks"]

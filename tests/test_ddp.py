@@ -158,7 +158,8 @@ def test_two_nodes_on_loopback_agree_with_one_process(
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outputs, strict=True):
         assert p.returncode == 0, out[-3000:]
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in outputs[1]
+    # both ranks returned 0: with num_nodes=2 neither gets past the rendezvous alone (Lightning's
+    # "Initializing distributed" INFO line is off the console now, see litseg.console)
     summary = _summary(tmp_path / "0")
     _assert_agree(summary["metrics"], single_process)
     # node 1 writes its Hydra files only: no checkpoints, metrics or summary of its own

@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 from torchmetrics import Metric
 
+from litseg.errors import ConfigError
 from litseg.metrics import build_metrics, predictions, save_confusion_matrix, summarize
 from litseg.tasks import check_num_classes, check_task
 
@@ -166,6 +167,11 @@ class SegmentationModule(LightningModule):
         factory = self.scheduler_factory
         if getattr(factory, "keywords", {}).get("total_steps", "") is None:
             # a per-step schedule sized to this run (scheduler=onecycle)
+            if self._trainer is None:
+                raise ConfigError(
+                    "scheduler.total_steps=null is sized by the Trainer; outside one, set "
+                    "scheduler.total_steps to the number of optimizer steps"
+                )
             factory = functools.partial(
                 factory, total_steps=int(self.trainer.estimated_stepping_batches)
             )

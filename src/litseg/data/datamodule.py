@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from litseg.config_checks import check_int
 from litseg.data.checks import verify
@@ -191,11 +190,7 @@ class SegmentationDataModule(LightningDataModule):
             self.build(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        # the training loader is resumable: Lightning stores its position in checkpoints, so a
-        # run resumed from a mid-epoch checkpoint continues with the next batch, not the
-        # epoch's first
-        loader = StatefulDataLoader if split == "train" else DataLoader
-        return loader(
+        return DataLoader(
             self.build(split),
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,

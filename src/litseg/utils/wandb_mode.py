@@ -47,7 +47,8 @@ def server_reachable(base_url: str, timeout_s: float = CHECK_BUDGET_S) -> bool:
 
     def probe() -> None:
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s):
+            # a fresh opener: urlopen's global one keeps the proxies of its first call
+            with urllib.request.build_opener().open(url, timeout=timeout_s):
                 answered.set()
         except urllib.error.HTTPError:  # an error status is still an answer
             answered.set()
