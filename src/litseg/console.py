@@ -26,8 +26,6 @@ SKIP_CONSOLE = "litseg_skip_console"
 KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # Lightning's pytree helper uses torch's deprecated LeafSpec (lightning 2.6, torch 2.10+)
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
-    # torchdata's StatefulDataLoader calls a deprecated torch function on every epoch
-    (r"'set_vital' is deprecated", UserWarning),
     # scripts/export.py format=torchscript: the format a user asked for is deprecated in torch
     (r"`torch\.jit\.\w+` is deprecated", FutureWarning),
     # DDP, once per metric: litseg's val/test metrics are torchmetrics states synchronised
