@@ -10,21 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from litseg.errors import CheckpointWriteError
-from litseg.utils.io import default_file_mode
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+from litseg.utils.io import default_file_mode, fsync_dir
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

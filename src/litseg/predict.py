@@ -10,9 +10,8 @@ or another input's output; see conf/predict.yaml), written atomically, and batch
 an unreadable image never costs the masks already predicted.
 """
 
+import io
 import logging
-import os
-import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from litseg.errors import ConfigError, LitsegError
 from litseg.inference import infer, model_stride
 from litseg.metrics import predictions
 from litseg.utils.instantiate import require
+from litseg.utils.io import atomic_write_bytes
 from litseg.visualize import mask_to_pil, overlay, palette_for, to_display_image
 
 log = logging.getLogger(__name__)
@@ -224,17 +224,9 @@ def plan_outputs(
 def save_png(picture: Image.Image, path: Path) -> None:
     """Write ``picture`` as a PNG atomically: a hidden temporary file beside ``path``, renamed
     into place, so a killed or failed write never leaves a truncated PNG under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # "x": never clobber; plain open() keeps the umask's mode
-            picture.save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def encoded_mask(mask: np.ndarray, encoding: MaskEncoding, predictor: Predictor) -> Image.Image:
