@@ -4,7 +4,8 @@ Every entry point (train.py, eval.py, predict.py, scripts/export.py) calls
 :func:`quiet_third_party_logs` once Hydra has configured logging. It
 
 - drops INFO and DEBUG records of other libraries' loggers from the console (the run's log
-  file keeps them): alembic's plugin lines when MONAI pulls in optuna, onnxscript's rewriter
+  file keeps them): alembic's lines when MONAI or an Optuna sweep opens a study database,
+  optuna's own stderr handler (switched off), onnxscript's rewriter
   lines on export, Lightning's tips and notes ("GPU available", "Trainer already configured
   with model summary callbacks", the litlogger / litmodels tips);
 - ignores, by message, the warnings litseg has no way to act on and a user cannot act on
@@ -79,6 +80,13 @@ def quiet_third_party_logs() -> None:
     for handler in root.handlers:
         if _is_console(handler) and not any(isinstance(f, ConsoleFilter) for f in handler.filters):
             handler.addFilter(ConsoleFilter())
+    # optuna prints through a stderr handler of its own: send its records to the root logger's
+    # handlers instead (log file yes, console only from WARNING). Importers of optuna after
+    # this call (litseg.optuna_trial) call this function again.
+    if "optuna" in sys.modules:
+        optuna_logging = sys.modules["optuna"].logging
+        optuna_logging.disable_default_handler()
+        optuna_logging.enable_propagation()
     # libraries that print through handlers of their own (Lightning, optuna) at level INFO
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or is_own(name):

@@ -44,3 +44,10 @@ class TrainingDiverged(RunStopped):
 
     status = "diverged"
     exit_code = 3
+
+
+class TrialPruned(RunStopped):
+    """An Optuna sweep's pruner stopped this trial early: a normal outcome of a search."""
+
+    status = "pruned"
+    exit_code = 0
