@@ -54,9 +54,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         Path(cfg.paths.log_dir),
         cfg.task_name,
         run_dir,
-        expected=OmegaConf.to_container(
-            OmegaConf.masked_copy(cfg, ["model", "data"]), resolve=True
-        ),
+        # each node resolved in place: a masked copy loses ${paths...} (data.root)
+        expected={k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data")},
     )
     if ckpt_path:
         log.info("Resuming from %s (this run writes to %s)", ckpt_path, run_dir)
