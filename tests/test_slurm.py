@@ -1,0 +1,265 @@
+"""A real one-node SLURM cluster (Debian's slurmctld, slurmd and munge, brought up by
+scripts/slurm_cluster.py): a Hydra sweep through sbatch, and a preempted job that checkpoints,
+is requeued, resumes and ends where an uninterrupted job ends.
+
+Skipped, with the reason, when the packages cannot be installed (apt-get, as root) or the
+daemons do not start. Tolerance of the preemption test: 1e-5 relative, as tests/test_resume.py.
+"""
+
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, TINY, run_cli
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from slurm_cluster import (  # noqa: E402
+    PARTITION,
+    ClusterError,
+    SlurmCluster,
+    install_packages,
+    missing_commands,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A running cluster for this module; its logs are printed when a test fails."""
+    if os.geteuid() != 0:
+        pytest.skip("a SLURM cluster needs root here (slurmd starts jobs as their owner)")
+    if missing_commands():
+        try:
+            install_packages()
+        except ClusterError as exc:
+            pytest.skip(f"SLURM packages not installable: {exc}")
+        if missing_commands():
+            pytest.skip(f"SLURM packages installed but {', '.join(missing_commands())} missing")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm") / "cluster")
+    try:
+        cluster.up()
+    except ClusterError as exc:
+        pytest.skip(f"SLURM daemons did not start: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def slurm_env(slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+    """The cluster, with SLURM_CONF set for the commands the test starts."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    assert slurm.node_state() == "idle", slurm.run("sinfo", check=False)
+    return slurm
+
+
+ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "CONFIGURING", "SUSPENDED")
+
+
+def _job_state(cluster: SlurmCluster, job: str) -> dict[str, str]:
+    """``scontrol show job``'s fields (JobState, Restarts, NodeList, ...)."""
+    out = cluster.run("scontrol", "-o", "show", "job", job)
+    return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+def _wait(what: str, until: Callable[[], Any], timeout: float, poll: float = 0.2) -> Any:
+    """Poll ``until()`` until it is truthy; return it, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = until()
+        if found:
+            return found
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+SWEEP_ARGS = [
+    "data=shapes",
+    "data.splits.train.length=16",
+    "data.splits.val.length=16",
+    "data.splits.test.length=16",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "model.base_width=8",
+    "model.depth=3",
+    "trainer.max_epochs=1",
+    "test=false",
+    "callbacks.rich_progress_bar=null",
+]
+
+
+def test_a_submitit_slurm_sweep_runs_each_job_through_sbatch(
+    slurm_env: SlurmCluster, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_slurm",
+        f"hydra.launcher.partition={PARTITION}",
+        "hydra.launcher.timeout_min=10",
+        "hydra.launcher.cpus_per_task=1",
+        "optimizer.lr=0.01,0.001",
+        *SWEEP_ARGS,
+        f"hydra.sweep.dir={sweep}",
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # each job ran as a task of one SLURM array job on the node, and completed
+    tasks = sorted(p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name)
+    assert len(tasks) == 2, tasks
+    for task in tasks:
+        # the result file is written just before the job's process exits
+        _wait(
+            f"job {task} to end",
+            lambda t=task: _job_state(slurm_env, t)["JobState"] not in ACTIVE,
+            30,
+        )
+        state = _job_state(slurm_env, task)
+        assert state["JobState"] == "COMPLETED", state
+        assert state["NodeList"] == slurm_env.node and state["Partition"] == PARTITION
+    lrs = set()
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["epochs"] == 1
+        assert summary["run_dir"] == str(sweep / job)
+        lrs |= {o for o in summary["overrides"] if o.startswith("optimizer.lr=")}
+    assert lrs == {"optimizer.lr=0.01", "optimizer.lr=0.001"}
+
+    proc = run_cli("scripts/summarize_sweep.py", str(sweep))
+    assert proc.returncode == 0, proc.stderr
+    assert "| rank | job | optimizer.lr |" in proc.stdout
+    with open(sweep / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["job"] for r in rows) == ["0", "1"]
+    assert {r["status"] for r in rows} == {"done"}
+
+
+# One training batch per epoch (8 images, batch 8): whenever the stop signal lands, litseg
+# checkpoints at an epoch boundary (after the epoch's only step, or after its validation), the
+# point from which a resume replays the uninterrupted run exactly (tests/test_resume.py).
+PREEMPT_ARGS = [
+    *[o for o in TINY if not o.startswith("data.splits.train")],
+    "data.splits.train.length=8",
+    "augment=none",
+    "trainer=cpu",
+    "trainer.max_epochs=8",
+    "trainer.deterministic=true",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.early_stopping=null",
+    "test=false",
+    "task_name=preempt",
+]
+COMPARED = ("val/loss", "val/mIoU", "val/dice", "val/pixel_acc", "train/loss_epoch")
+
+
+def _batch_script(path: Path, logs: Path) -> Path:
+    """The job script a user would write: USR1 90 s before the time limit, requeue allowed,
+    ``ckpt_path=auto`` so the first start trains afresh and a requeued start resumes."""
+    args = " ".join(shlex.quote(a) for a in [*PREEMPT_ARGS, f"paths.log_dir={logs}"])
+    path.write_text(
+        "#!/bin/bash\n"
+        "#SBATCH --job-name=litseg-preempt\n"
+        "#SBATCH --time=10\n"
+        "#SBATCH --signal=USR1@90\n"
+        "#SBATCH --requeue\n"
+        "#SBATCH --cpus-per-task=1\n"
+        "#SBATCH --open-mode=append\n"
+        f"#SBATCH --output={logs}/slurm-%j.out\n"
+        f"#SBATCH --chdir={ROOT}\n"
+        f"srun {shlex.quote(sys.executable)} train.py {args} ckpt_path=auto\n"
+    )
+    return path
+
+
+def test_a_preempted_job_checkpoints_requeues_and_resumes_to_the_same_end(
+    slurm_env: SlurmCluster, tmp_path: Path
+) -> None:
+    preempted, reference = tmp_path / "preempted", tmp_path / "reference"
+    jobs = {}
+    for logs in (preempted, reference):
+        logs.mkdir()
+        script = _batch_script(logs / "job.sh", logs)
+        jobs[logs] = slurm_env.run("sbatch", "--parsable", str(script)).strip()
+    job = jobs[preempted]
+    runs = preempted / "preempt" / "runs"
+    try:
+        # the signal SLURM sends at --signal=USR1@90, sent now to the job's steps, once the
+        # first epoch is checkpointed (so litseg's handler is in place)
+        _wait("the first last.ckpt", lambda: list(runs.glob("*/checkpoints/last.ckpt")), 180)
+        slurm_env.run("scancel", "--signal=USR1", job)
+        # litseg checkpoints, runs `scontrol requeue`, and the job waits for its begin time;
+        # SLURM holds a requeued job for 2 minutes, which the test skips
+        _wait(
+            "the requeued job",
+            lambda: (
+                _job_state(slurm_env, job)["Restarts"] == "1"
+                and _job_state(slurm_env, job)["JobState"] == "PENDING"
+            ),
+            60,
+        )
+        slurm_env.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+        for logs, name in ((preempted, "preempted"), (reference, "reference")):
+            _wait(
+                f"the {name} job to end",
+                lambda logs=logs: (
+                    _job_state(slurm_env, jobs[logs])["JobState"]
+                    not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")
+                ),
+                180,
+            )
+    except AssertionError:
+        out = "\n".join(p.read_text()[-2000:] for p in preempted.glob("slurm-*.out"))
+        raise AssertionError(f"job output:\n{out}") from None
+    finally:
+        slurm_env.run("scancel", *jobs.values(), check=False)
+
+    output = (preempted / f"slurm-{job}.out").read_text()
+    state = _job_state(slurm_env, job)
+    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", (state, output[-3000:])
+    assert "SIGUSR1 received" in output and "Requeued SLURM job" in output, output[-3000:]
+    first, second = sorted(runs.iterdir())
+    stopped = json.loads((first / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and 0 < stopped["epochs"] < 8, stopped
+    resumed = json.loads((second / "summary.json").read_text())
+    assert resumed["status"] == "completed" and resumed["epochs"] == 8
+    assert resumed["resumed_from"] == str(first / "checkpoints" / "last.ckpt")
+    (ref_run,) = (reference / "preempt" / "runs").iterdir()
+    expected = json.loads((ref_run / "summary.json").read_text())
+    assert (
+        expected["status"] == "completed"
+        and _job_state(slurm_env, jobs[reference])["Restarts"] == "0"
+    )
+    for key in COMPARED:
+        assert resumed["metrics"][key] == pytest.approx(expected["metrics"][key], rel=1e-5), key
+    assert resumed["best_score"] == pytest.approx(expected["best_score"], rel=1e-5)
+
+
+def test_cluster_script_refuses_a_folder_in_use(slurm: SlurmCluster) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "slurm_cluster.py"),
+            "up",
+            "--dir",
+            str(slurm.root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"slurm_cluster: error: {slurm.root} exists: run `down` first or choose another --dir"
+    )
+    assert slurm.node_state() == "idle"  # the running cluster is left alone
