@@ -6,6 +6,7 @@ import pytest
 from conftest import CONF, TINY
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from litseg.errors import LitsegError
 from litseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
@@ -24,6 +25,10 @@ PREDICT_GROUPS = {"inference"}
 PREDICT_REQUIRED = ["ckpt_path=model.ckpt", "input=images", "output=masks"]
 # datasets read from ../shared/datasets (LITSEG_DATA_DIR); the others need a local root
 LOCAL_DATA = {"shapes", "camvid", "membrane"}
+# overrides a data option needs to compose; options whose class names are read from an
+# annotation file under data.root when the config resolves
+DATA_NEEDS = {"folder": ["data.num_classes=3"], "labelme": ["data.labels=[background,thing]"]}
+CLASSES_FROM_FILES = {"coco"}
 SMALL_MODEL = [o for o in TINY if o.startswith("model.")]
 # recipes on an smp model, which has no U-Net width or depth to shrink
 SMP_EXPERIMENTS = {
@@ -72,8 +77,12 @@ def test_option_composes_and_builds(make_cfg, group: str, option: str) -> None:
         return
     if group == "data":
         small = SMALL_LOADER if option in LOCAL_DATA else ["data.root=/nonexistent/litseg-data"]
-        extra = ["data.num_classes=3"] if option == "folder" else []
+        extra = DATA_NEEDS.get(option, [])
         cfg = make_cfg(override, *small, *SMALL_MODEL, *extra, tiny=False)
+        if option in CLASSES_FROM_FILES:
+            with pytest.raises(InterpolationResolutionError, match="/nonexistent/litseg-data"):
+                OmegaConf.resolve(cfg)
+            return
         OmegaConf.resolve(cfg)
         if option not in LOCAL_DATA:
             # offline with no local copy: a clear error naming the root, not a crash
