@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch/torchvision pinned here: these wheels lie on the build machines' disk.
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[dev,sweep]"
+	$(PY) -m pip install --quiet -e ".[dev,sweep,demo]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install litseg with its dev and sweep extras
+install: $(STAMP)  ## create .venv and install litseg with its dev, sweep and demo extras
 
 train: install  ## train the default experiment (U-Net on the generated shapes data)
 	$(PY) train.py $(ARGS)
