@@ -1,10 +1,13 @@
 """Leaderboard of a multirun: ``python scripts/summarize_sweep.py logs/train/multiruns/<time>``.
 
 Reads every job folder's ``.hydra/overrides.yaml`` and ``summary.json`` (jobs without a summary
-are listed as unfinished), ranks the jobs by the monitored metric (``monitor.metric`` and
-``monitor.mode`` of the jobs' config, or ``--metric``/``--mode``), prints the table as Markdown
-and writes ``leaderboard.md``, ``leaderboard.csv`` and ``sweep.png`` (the metric against each
-swept parameter, best job starred) into the multirun folder or ``--out``.
+are listed as unfinished), ranks the completed jobs by the monitored metric (``monitor.metric``
+and ``monitor.mode`` of the jobs' config, or ``--metric``/``--mode``), lists the trials an Optuna
+pruner stopped after them (with their best score so far, status ``pruned``), then the jobs that
+stopped otherwise or never finished, prints the table as Markdown and writes ``leaderboard.md``,
+``leaderboard.csv`` and ``sweep.png`` (the metric against each swept parameter, best job
+starred) into the (first) multirun folder or ``--out``. Several folders (a sweep and the one
+that resumed its study) make one table; their jobs are then named ``<folder>/<job>``.
 """
 
 import argparse
@@ -29,8 +32,9 @@ def _value(text: str) -> Any:
         return text
 
 
-def load_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One record per job folder: its number, overrides, config monitor and summary (if any)."""
+def load_jobs(sweep_dir: Path, prefix: str = "") -> list[dict[str, Any]]:
+    """One record per job folder: its number, overrides, config monitor and summary (if any);
+    ``prefix`` goes before the job's name."""
     jobs = []
     for folder in sweep_dir.iterdir():
         overrides_file = folder / ".hydra" / "overrides.yaml"
@@ -43,16 +47,27 @@ def load_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
         jobs.append(
             {
-                "job": folder.name,
+                "job": prefix + folder.name,
                 "overrides": dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o),
                 "monitor": (config or {}).get("monitor") or {},
                 "summary": summary,
             }
         )
-    return sorted(
-        jobs,
-        key=lambda j: (not j["job"].isdigit(), int(j["job"]) if j["job"].isdigit() else j["job"]),
-    )
+    return sorted(jobs, key=lambda j: _job_key(j["job"]))
+
+
+def _job_key(name: str) -> tuple[str, bool, int | str]:
+    """Numeric job names in numeric order, within their folder."""
+    folder, _, job = name.rpartition("/")
+    return (folder, not job.isdigit(), int(job) if job.isdigit() else job)
+
+
+def status(job: dict[str, Any]) -> str:
+    """done (completed), pruned, interrupted, diverged, failed or unfinished (no summary)."""
+    if job["summary"] is None:
+        return "unfinished"
+    value = job["summary"].get("status", "completed")
+    return "done" if value == "completed" else str(value)
 
 
 def swept_keys(jobs: list[dict[str, Any]]) -> list[str]:
@@ -78,7 +93,8 @@ def score(job: dict[str, Any], metric: str) -> float | None:
 def leaderboard(
     jobs: list[dict[str, Any]], metric: str, mode: str
 ) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows, best first; unfinished jobs last."""
+    """Header and rows: completed jobs best first, then pruned ones (best first, unranked),
+    then the rest."""
     keys = swept_keys(jobs)
     shown = [
         m
@@ -86,10 +102,13 @@ def leaderboard(
         if m != metric and any(m in (j["summary"] or {}).get("metrics", {}) for j in jobs)
     ]
     header = ["rank", "job", *keys, f"best {metric}", *shown, "epochs", "duration_s", "status"]
-    finished = [j for j in jobs if score(j, metric) is not None]
-    finished.sort(key=lambda j: score(j, metric), reverse=mode == "max")
+    scored = [j for j in jobs if score(j, metric) is not None]
+    scored.sort(key=lambda j: score(j, metric), reverse=mode == "max")
+    finished = [j for j in scored if status(j) == "done"]
+    pruned = [j for j in scored if status(j) == "pruned"]
+    rest = [j for j in jobs if j not in finished and j not in pruned]
     rows = []
-    for rank, job in enumerate([*finished, *[j for j in jobs if j not in finished]], start=1):
+    for rank, job in enumerate([*finished, *pruned, *rest], start=1):
         summary = job["summary"] or {}
         metrics = summary.get("metrics", {})
         rows.append(
@@ -97,11 +116,11 @@ def leaderboard(
                 rank if job in finished else "",
                 job["job"],
                 *[job["overrides"].get(k, "") for k in keys],
-                score(job, metric) if job in finished else "",
+                score(job, metric) if job in finished or job in pruned else "",
                 *[metrics.get(m, "") for m in shown],
                 summary.get("epochs", ""),
                 summary.get("duration_s", ""),
-                "done" if job["summary"] else "unfinished",
+                status(job),
             ]
         )
     return header, rows
@@ -130,7 +149,7 @@ def plot(jobs: list[dict[str, Any]], metric: str, mode: str, path: Path) -> Path
     import matplotlib.pyplot as plt
 
     keys = swept_keys(jobs)
-    done = [j for j in jobs if score(j, metric) is not None]
+    done = [j for j in jobs if score(j, metric) is not None and status(j) == "done"]
     if not keys or not done:
         return None
     best = (max if mode == "max" else min)(done, key=lambda j: score(j, metric))
@@ -165,28 +184,34 @@ def plot(jobs: list[dict[str, Any]], metric: str, mode: str, path: Path) -> Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (holds 0/, 1/, ...)")
+    parser.add_argument(
+        "sweep_dir", type=Path, nargs="+", help="multirun folder(s) (each holds 0/, 1/, ...)"
+    )
     parser.add_argument("--metric", help="rank by this metric (default: the jobs' monitor.metric)")
     parser.add_argument("--mode", choices=("max", "min"), help="default: the jobs' monitor.mode")
     parser.add_argument("--out", type=Path, help="where the files go (default: sweep_dir)")
     args = parser.parse_args(argv)
 
-    jobs = load_jobs(args.sweep_dir) if args.sweep_dir.is_dir() else []
-    if not jobs:
-        print(
-            f"summarize_sweep: error: no job folders (with .hydra/overrides.yaml) in "
-            f"{args.sweep_dir}",
-            file=sys.stderr,
-        )
-        return 2
+    jobs = []
+    for folder in args.sweep_dir:
+        prefix = f"{folder.name}/" if len(args.sweep_dir) > 1 else ""
+        found = load_jobs(folder, prefix) if folder.is_dir() else []
+        if not found:
+            print(
+                f"summarize_sweep: error: no job folders (with .hydra/overrides.yaml) in {folder}",
+                file=sys.stderr,
+            )
+            return 2
+        jobs += found
     monitor = next((j["monitor"] for j in jobs if j["monitor"]), {})
     metric = args.metric or monitor.get("metric", "val/mIoU")
     mode = args.mode or monitor.get("mode", "max")
     header, rows = leaderboard(jobs, metric, mode)
-    out = args.out or args.sweep_dir
+    out = args.out or args.sweep_dir[0]
     out.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(header, rows)
-    (out / "leaderboard.md").write_text(f"# {args.sweep_dir}\n\n{markdown}")
+    title = ", ".join(str(f) for f in args.sweep_dir)
+    (out / "leaderboard.md").write_text(f"# {title}\n\n{markdown}")
     with open(out / "leaderboard.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
     figure = plot(jobs, metric, mode, out / "sweep.png")

@@ -1,4 +1,5 @@
-"""Sweeps: Optuna over the submitit local launcher, and the leaderboard of a multirun."""
+"""Sweeps: Optuna (litseg's sweeper) over the submitit local launcher, and the leaderboard of a
+multirun."""
 
 import csv
 import json
@@ -87,6 +88,12 @@ def test_optuna_two_trials_on_submitit_local_and_their_leaderboard(tmp_path: Pat
         assert any(o.startswith("optimizer.lr=") for o in summary["overrides"])
     # direction comes from monitor.mode=max: the best trial is the higher val/mIoU
     assert results["best_value"] == pytest.approx(max(scores.values()))
+    # each submitit job reopened its trial in the sweep's study and reported its epoch
+    import optuna
+
+    study = optuna.load_study(study_name="train", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert [list(t.intermediate_values) for t in study.trials] == [[0], [0]]
     assert set(results["best_params"]) == {
         "optimizer.lr",
         "loss.weights.dice",

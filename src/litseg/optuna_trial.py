@@ -92,22 +92,45 @@ def _safe_url(url: str) -> str:
         return url.split("@")[-1]
 
 
-def make_pruner(spec: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
-    """The pruner named by ``spec['name']`` (median, hyperband, none) with the other keys as
-    its arguments, e.g. ``{name: median, n_startup_trials: 3, n_warmup_steps: 1}``."""
-    optuna = import_optuna()
+def named_spec(
+    spec: Mapping[str, Any] | None,
+    names: tuple[str, ...],
+    default: str,
+    where: str,
+    shared: tuple[str, ...] = (),
+) -> tuple[str, dict[str, Any]]:
+    """``(name, arguments)`` from a spec such as ``{name: median, median: {n_warmup_steps: 1},
+    hyperband: {...}}``: the block named by ``name`` (plus the ``shared`` keys) gives the
+    arguments, so switching ``name`` on the command line keeps every block valid."""
     spec = dict(spec or {})
-    name = str(spec.pop("name", "median")).lower()
+    name = str(spec.pop("name", default)).lower()
+    if name not in names:
+        raise ConfigError(f"{where}.name={name!r}; expected one of {', '.join(names)}")
+    args = {key: spec.pop(key) for key in shared if key in spec}
+    own = spec.pop(name, None) or {}
+    for other in names:
+        spec.pop(other, None)
+    if spec or not isinstance(own, Mapping):
+        raise ConfigError(
+            f"{where}: unexpected key(s) {sorted(spec) or [name]}; expected name"
+            + "".join(f", {k}" for k in shared)
+            + f" and a block of arguments per name ({', '.join(names)})"
+        )
+    args.update(own)
+    return name, args
+
+
+def make_pruner(spec: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
+    """The pruner named by ``spec['name']`` (median, hyperband, none), its block of
+    arguments as keyword arguments, e.g. ``{name: median, median: {n_warmup_steps: 1}}``."""
+    optuna = import_optuna()
+    name, args = named_spec(spec, PRUNERS, "median", "hydra.sweeper.pruner")
     classes = {
         "median": optuna.pruners.MedianPruner,
         "hyperband": optuna.pruners.HyperbandPruner,
         "none": optuna.pruners.NopPruner,
     }
-    if name not in classes:
-        raise ConfigError(
-            f"hydra.sweeper.pruner.name={name!r}; expected one of {', '.join(PRUNERS)}"
-        )
-    return _construct(classes[name], spec, f"hydra.sweeper.pruner ({name})")
+    return _construct(classes[name], args, f"hydra.sweeper.pruner.{name}")
 
 
 def _construct(cls: type, kwargs: dict[str, Any], where: str) -> Any:

@@ -59,6 +59,7 @@ from litseg.optuna_trial import (
     _safe_url,
     import_optuna,
     make_pruner,
+    named_spec,
     open_storage,
 )
 
@@ -175,31 +176,21 @@ def quote(text: str) -> str:
 
 
 def make_sampler(spec: dict[str, Any], space: dict[str, Param]) -> tuple[Any, int | None]:
-    """The sampler named by ``spec['name']``; for grid, also the number of grid points."""
+    """The sampler named by ``spec['name']`` with ``seed`` and its block of arguments
+    (``{name: tpe, seed: 1, tpe: {n_startup_trials: 10}}``); for grid, also the grid's size."""
     optuna = import_optuna()
-    spec = dict(spec)
-    name = str(spec.pop("name", "tpe")).lower()
+    name, args = named_spec(spec, SAMPLERS, "tpe", "hydra.sweeper.sampler", shared=("seed",))
+    where = f"hydra.sweeper.sampler.{name}"
     if name == "grid":
         continuous = [k for k, p in space.items() if p.grid is None]
         if continuous:
             raise ConfigError(
                 f"hydra.sweeper.sampler.name=grid needs choice() or range() for every "
-                f"parameter; {', '.join(continuous)} is an interval"
+                f"parameter, not interval(): {', '.join(continuous)}"
             )
         grid = {k: p.grid for k, p in space.items()}
-        sampler = _construct(
-            _grid_sampler_class(), {"search_space": grid, **spec}, "hydra.sweeper.sampler (grid)"
-        )
+        sampler = _construct(_grid_sampler_class(), {"search_space": grid, **args}, where)
         return sampler, math.prod(len(v) for v in grid.values())
-    classes = {
-        "tpe": optuna.samplers.TPESampler,
-        "random": optuna.samplers.RandomSampler,
-        "cmaes": optuna.samplers.CmaEsSampler,
-    }
-    if name not in classes:
-        raise ConfigError(
-            f"hydra.sweeper.sampler.name={name!r}; expected one of {', '.join(SAMPLERS)}"
-        )
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -208,7 +199,12 @@ def make_sampler(spec: dict[str, Any], space: dict[str, Param]) -> tuple[Any, in
                 "hydra.sweeper.sampler.name=cmaes needs the cmaes package "
                 "(pip install 'litseg[sweep]')"
             ) from exc
-    return _construct(classes[name], spec, f"hydra.sweeper.sampler ({name})"), None
+    classes = {
+        "tpe": optuna.samplers.TPESampler,
+        "random": optuna.samplers.RandomSampler,
+        "cmaes": optuna.samplers.CmaEsSampler,
+    }
+    return _construct(classes[name], args, where), None
 
 
 def _grid_sampler_class() -> type:
