@@ -18,6 +18,7 @@ from litseg.checkpoint_io import AtomicCheckpointIO
 from litseg.config_checks import check_run_config
 from litseg.errors import ConfigError, LitsegError, RunStopped
 from litseg.run_history import carry_history
+from litseg.tuning import run_finders
 from litseg.utils.instantiate import (
     build_callbacks,
     build_datamodule,
@@ -75,6 +76,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     if ckpt_path and isinstance(checkpoint, ResumableModelCheckpoint):
         checkpoint.source_dir = Path(ckpt_path).parent
+    # tune.batch_size / tune.lr: applied to cfg, module, datamodule and resolved before fitting
+    tuned = run_finders(cfg, trainer, module, datamodule, run_dir, resolved, ckpt_path)
     for logger in loggers:
         logger.log_hyperparams(resolved)
     # DDP workers re-run the command line: make it this job's, with the resolved checkpoint
@@ -121,6 +124,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint else None,
         "metrics": dict(sorted(metrics.items())),
     }
+    if tuned:
+        result["tuning"] = tuned
     if stop is not None:
         result["error"] = str(stop)
     if trainer.is_global_zero:
