@@ -26,7 +26,7 @@ from PIL import Image
 from test_base_install import run_without
 from test_predict import train_checkpoint, write_inputs
 
-from litseg.demo import DemoPredictor, checkpoint_file, load_runner, parse_window
+from litseg.demo import KEEP_REQUESTS, DemoPredictor, checkpoint_file, load_runner, parse_window
 from litseg.errors import ConfigError
 from litseg.predict import load_predictor, predict
 
@@ -131,6 +131,19 @@ def test_page_settings_are_checked(ckpt: Path, tmp_path: Path) -> None:
         runner.options("tiles", "none")
     with pytest.raises(ConfigError, match="tta='rot90'"):
         runner.options("whole", "rot90")
+
+
+def test_request_folders_are_bounded_and_removed(ckpt: Path, tmp_path: Path) -> None:
+    write_inputs(tmp_path / "in")
+    work = tmp_path / "work"
+    runner = DemoPredictor(load_predictor(ckpt), {"mode": "whole"}, workdir=work)
+    assert not work.exists()  # nothing on disk before the first request
+    results = [runner.predict(tmp_path / "in" / "a.png", "whole", "none") for _ in range(6)]
+    kept = sorted(p for p in work.iterdir())
+    assert len(kept) == KEEP_REQUESTS
+    assert kept == sorted(r.files[0].parent for r in results[-KEEP_REQUESTS:])
+    runner.close()
+    assert not work.exists()
 
 
 def test_run_directory_gives_its_best_checkpoint(ckpt: Path, tmp_path: Path) -> None:

@@ -144,7 +144,8 @@ class DemoPredictor:
         self.inference = dict(inference)
         self.threshold = threshold
         self.alpha = alpha
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="litseg-demo-"))
+        # made on the first request (a temporary folder unless given), removed by close()
+        self.workdir = Path(workdir) if workdir is not None else None
         self.requests: deque[Path] = deque()
 
     @property
@@ -200,6 +201,9 @@ class DemoPredictor:
 
     def _request_folder(self) -> Path:
         """A new folder for one request's files; the oldest beyond KEEP_REQUESTS go."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="litseg-demo-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=self.workdir))
         self.requests.append(folder)
         while len(self.requests) > KEEP_REQUESTS:
@@ -208,7 +212,9 @@ class DemoPredictor:
 
     def close(self) -> None:
         """Remove every request folder."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.requests.clear()
 
 
 def colour_mask(mask: np.ndarray, predictor: Predictor) -> np.ndarray:
@@ -374,9 +380,10 @@ def demo(cfg: DictConfig) -> dict[str, Any]:
         try:
             _, local_url, share_url = app.launch(**options)
         except OSError as exc:  # the port is taken, or the host cannot be bound
+            why = str(exc).split(". ")[0].rstrip(".")  # Gradio's hint names launch()
             raise ConfigError(
-                f"demo.host={host} demo.port={port}: cannot serve there ({exc}); "
-                "choose another demo.port"
+                f"demo.host={host} demo.port={port}: cannot serve there ({why}); "
+                "choose another demo.port (or demo.host)"
             ) from None
         log.info("Serving %s (%s, %s)", ckpt.name, predictor.task, ", ".join(predictor.class_names))
         log.info("Open %s in a browser; Ctrl+C stops", local_url)
