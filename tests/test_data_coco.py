@@ -314,7 +314,7 @@ BAD = {
     ),
     "file_name climbing out": (
         lambda d: d["images"][1].update(file_name="../../secret.png"),
-        r"image id 2: file name '../../secret.png' leads outside data.root",
+        r"image id 2: file name '../../secret.png' leads outside .*\(data.root or",
     ),
     "absolute file_name": (
         lambda d: d["images"][1].update(file_name="/etc/hostname"),
@@ -345,6 +345,18 @@ def test_an_image_that_differs_from_its_json_size_is_named(tmp_path) -> None:
     dataset = CocoDataset(root, "train", val_json="annotations.json")
     with pytest.raises(DataError, match=r"annotations.json: image id 2: .*b.png is 30x21 \(WxH\)"):
         dataset.raw(1)
+
+
+def test_an_image_folder_outside_the_root_bounds_the_file_names(tmp_path) -> None:
+    root = small_tree(tmp_path / "d")
+    (root / "images").rename(tmp_path / "elsewhere")
+    dataset = CocoDataset(root, "train", val_json="annotations.json", images=tmp_path / "elsewhere")
+    assert dataset.items[0].path == tmp_path / "elsewhere" / "a.png"
+    data = json.loads((root / "annotations.json").read_text())
+    data["images"][0]["file_name"] = "../d/annotations.json"
+    (root / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"image id 1: file name '../d/annotations.json' leads"):
+        CocoDataset(root, "train", val_json="annotations.json", images=tmp_path / "elsewhere")
 
 
 def test_a_compressed_rle_from_pycocotools_round_trips() -> None:

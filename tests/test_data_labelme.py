@@ -249,7 +249,7 @@ BAD = {
     ),
     "imagePath climbing out": (
         lambda d: d.update(imagePath="../../etc/hostname"),
-        r"imagePath: file name '../../etc/hostname' leads outside data.root",
+        r"imagePath: file name '../../etc/hostname' leads outside .*\(data.root or",
     ),
     "absolute imagePath": (
         lambda d: d.update(imagePath="C:\\Users\\me\\a.png"),

@@ -35,7 +35,7 @@ def load_json(path: Path, what: str) -> Any:
     return _load_json(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _load_json(path: str, mtime_ns: int, size: int) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -57,14 +57,14 @@ def inside(root: Path, base: Path, name: Any, where: str) -> Path:
     if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
         raise DataError(
             f"{where}: file name {name!r} is an absolute path; annotation files may only "
-            f"name files inside data.root={root}"
+            f"name files inside {root} (data.root or the image folder)"
         )
     joined = Path(os.path.normpath(base / PurePosixPath(text)))
     top = Path(os.path.normpath(root))
     if joined != top and top not in joined.parents:
         raise DataError(
-            f"{where}: file name {name!r} leads outside data.root={root}; annotation files "
-            "may only name files inside it"
+            f"{where}: file name {name!r} leads outside {root} (data.root or the image "
+            "folder); annotation files may only name files inside it"
         )
     return joined
 
@@ -194,7 +194,10 @@ def resolve_classes(names: Any, key: str) -> list[str]:
     """A config list of class names (e.g. ``data.labels``) as strings, refused when it is not
     set, not a list, or names a class twice."""
     if names is None:
-        raise ConfigError(f"{key} is not set; list the class names, background first")
+        raise ConfigError(
+            f"{key} is not set; list the class names in class order, background first, "
+            f"e.g. {key}=[background,cat,dog]"
+        )
     if isinstance(names, str) or not isinstance(names, Sequence):
         raise ConfigError(f"{key}={names!r}; expected a list of class names, background first")
     names = [str(n) for n in names]

@@ -19,6 +19,7 @@ segmentation (odd coordinates, a bounding box only, RLE of the wrong size) or a 
 file is a DataError naming the JSON file and the annotation or image id.
 """
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +122,14 @@ def coco_class_names(
     Read by the ``litseg.coco_classes`` resolver, so that data.class_names and
     data.num_classes follow from the JSON.
     """
+    if not Path(root).is_dir():
+        raise DataError(
+            f"data.root={root} does not exist; expected a COCO export folder holding "
+            f"{train_json} (data.train_json) and its images"
+        )
     json_path = _path(Path(root), train_json)
-    kept = kept_categories(
-        json_categories(load_json(json_path, WHAT), json_path), categories, json_path
-    )
+    found = json_categories(load_json(json_path, f"{WHAT} (data.train_json)"), json_path)
+    kept = kept_categories(found, categories, json_path)
     names = ["background", *(name for _, name in kept)]
     if "background" in names[1:]:
         raise DataError(
@@ -158,6 +163,9 @@ def read_coco(
     not kept are left out (background); any other category name is an error.
     """
     data = load_json(json_path, WHAT)
+    # file names stay inside data.root, or inside an image folder the config puts elsewhere
+    top, folder = Path(os.path.normpath(root)), Path(os.path.normpath(image_dir))
+    bound = root if folder == top or top in folder.parents else image_dir
     cat_class: dict[int, int | None] = {}
     for cid, name in json_categories(data, json_path):
         if name in class_of:
@@ -179,7 +187,7 @@ def read_coco(
         height, width = record.get("height"), record.get("width")
         if not (_int(height) and _int(width) and height > 0 and width > 0):
             raise DataError(f"{where} has no positive integer height and width")
-        path = inside(root, image_dir, record.get("file_name"), where)
+        path = inside(bound, image_dir, record.get("file_name"), where)
         if not path.is_file():
             raise DataError(f"{where}: image file {path} does not exist (file_name in the JSON)")
         images[record["id"]] = CocoImage(record["id"], path, height, width)
