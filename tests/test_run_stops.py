@@ -124,8 +124,8 @@ def test_sigterm_mid_epoch_then_resume_finishes_the_run_with_its_history(tmp_pat
     assert summary["resumed_from"] == str(stopped / "checkpoints" / "last.ckpt")
     assert summary["history"][-1]["status"] == "interrupted"
     assert summary["status"] == "completed" and summary["epochs"] == 4 and step > 0
-    # the resumed run trains on from the stopped step to the same end; an exact replay of a
-    # mid-epoch stop needs a resumable loader (docs/reliability.md: not yet)
+    # the resumed run trains on from the stopped step to the same end (exact replay of a
+    # mid-epoch stop, to 1e-5: tests/test_resume_mid_epoch.py)
     expected = strict_json(full / "summary.json")["metrics"]
     assert summary["metrics"]["val/mIoU"] == pytest.approx(expected["val/mIoU"], abs=0.2)
     # the resumed run's csv carries the epochs before the stop as well

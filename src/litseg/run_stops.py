@@ -28,9 +28,10 @@ def last_checkpoint_callback(trainer: Trainer) -> Any:
 class StopOnSignal(Callback):
     """SIGTERM, SIGINT or SIGUSR1 during training: checkpoint the current step, then stop.
 
-    The signal only sets a flag; the next training step, validation end or epoch end
-    writes ``last.ckpt`` (the state after the last completed step) and raises
-    RunInterrupted, so the run exits non-zero with a summary marked ``interrupted``.
+    The signal only sets a flag; the next training step (with gradient accumulation, the next
+    optimizer step), validation end or epoch end writes ``last.ckpt`` (the state after the
+    last completed step) and raises RunInterrupted, so the run exits non-zero with a summary
+    marked ``interrupted``.
     ``ckpt_path=last`` or ``ckpt_path=auto`` resumes from that checkpoint. Under SLURM a
     SIGUSR1 (``--signal=USR1@N``) also requeues the job, as Lightning's SLURM support does.
     A second SIGINT (Ctrl-C twice) stops at once, without a checkpoint.
@@ -91,7 +92,14 @@ class StopOnSignal(Callback):
             signum,
         )
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # only where the optimizer has just stepped: a checkpoint between gradient-accumulation
+        # steps would lose the accumulated gradients, and the resumed run would differ
+        done = batch_idx + 1
+        if done % trainer.accumulate_grad_batches and done < trainer.num_training_batches:
+            return
         self._stop_if_signalled(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from litseg.config_checks import check_int
 from litseg.data.checks import verify
+from litseg.data.resumable import SEED_SPACE, EpochSampler, ResumableLoader, SeededSamples
 from litseg.errors import ConfigError, DataError
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
@@ -154,6 +156,7 @@ class SegmentationDataModule(LightningDataModule):
         self.crop_size, self.mask_fill, self.check = crop_size, mask_fill, check
         self.root, self.options = root, options
         self.datasets: dict[str, Dataset] = {}
+        self._train_sampler: EpochSampler | None = None
 
     def make_dataset(self, split: str, transform: Callable[..., Any] | None) -> Dataset:
         """A fresh, unchecked dataset of one split with ``transform`` (e.g. None for checks)."""
@@ -190,16 +193,49 @@ class SegmentationDataModule(LightningDataModule):
             self.build(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.build(split),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(self.build(split)) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=PadCollate(self.mask_fill),
+        options: dict[str, Any] = {
+            "batch_size": self.batch_size if split == "train" else self.eval_batch_size,
+            "drop_last": shuffle and len(self.build(split)) > self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers and self.num_workers > 0,
+            "collate_fn": PadCollate(self.mask_fill),
+        }
+        if not shuffle:
+            return DataLoader(self.build(split), shuffle=False, **options)
+        # the training loader resumes inside an epoch and replays it (litseg.data.resumable)
+        dataset = self.build(split)
+        trainer = self.trainer
+        seed = self._train_seed()
+        sampler = EpochSampler(
+            dataset,
+            seed=seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
         )
+        self._train_sampler = sampler
+        generator = torch.Generator().manual_seed(seed % SEED_SPACE)  # worker seeds, not global
+        return ResumableLoader(
+            SeededSamples(dataset), sampler=sampler, generator=generator, **options
+        )
+
+    def _train_seed(self) -> int:
+        """The training data's seed: the run's seed (``seed_everything``), kept for the run
+        (a resume replaces it with the checkpoint's); without one, drawn once and shared by
+        every process."""
+        previous = self._train_sampler
+        if previous is not None and previous.restored:
+            return previous.seed
+        env = os.environ.get("PL_GLOBAL_SEED", "")
+        if env.lstrip("-").isdigit():
+            return int(env)
+        if previous is not None:
+            return previous.seed
+        seed = random.SystemRandom().randrange(2**32)
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            seed = trainer.strategy.broadcast(seed)
+        return seed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
