@@ -166,7 +166,7 @@ def test_run_directory_gives_its_best_checkpoint(ckpt: Path, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_without_gradio_one_line_names_the_extra(tmp_path: Path) -> None:
-    run = run_without(tmp_path, "gradio", "demo.py", "ckpt_path=whatever.ckpt")
+    run = run_without(tmp_path, "gradio", "demo.py")  # checked first, before ckpt_path
     assert run.returncode == 2, run.stderr[-2000:]
     lines = run.stderr.strip().splitlines()
     assert lines == [
