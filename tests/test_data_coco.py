@@ -347,6 +347,12 @@ def test_an_image_that_differs_from_its_json_size_is_named(tmp_path) -> None:
         dataset.raw(1)
 
 
+def test_crowd_regions_without_an_ignore_index_are_refused(tmp_path) -> None:
+    root = small_tree(tmp_path / "d")
+    with pytest.raises(ConfigError, match=r"annotation id 3 is a crowd region.*data.ignore_index"):
+        CocoDataset(root, "train", val_json="annotations.json", ignore_index=None)
+
+
 def test_an_image_folder_outside_the_root_bounds_the_file_names(tmp_path) -> None:
     root = small_tree(tmp_path / "d")
     (root / "images").rename(tmp_path / "elsewhere")

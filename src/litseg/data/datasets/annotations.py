@@ -138,14 +138,19 @@ def rle_counts(text: str) -> list[int]:
     return counts
 
 
-def segmentation_rle(segm: Any, height: int, width: int, where: str) -> dict[str, Any]:
+def segmentation_rle(
+    segm: Any, height: int, width: int, where: str, convert: bool = True
+) -> dict[str, Any] | None:
     """A COCO ``segmentation`` (polygons, uncompressed or compressed RLE) as one compressed
-    RLE, checked first: what ``COCO.annToRLE`` computes for a well-formed one."""
+    RLE, checked first: what ``COCO.annToRLE`` computes for a well-formed one. With
+    ``convert=False`` it is only checked (returns None): setup checks every annotation."""
     if isinstance(segm, list):
         if not segm:
             raise DataError(f"{where}: segmentation is an empty list; expected polygons or RLE")
         for polygon in segm:
             check_points(polygon, height, width, where)
+        if not convert:
+            return None
         return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
     if not isinstance(segm, dict) or "counts" not in segm or "size" not in segm:
         raise DataError(
@@ -175,6 +180,8 @@ def segmentation_rle(segm: Any, height: int, width: int, where: str) -> dict[str
             f"{where}: RLE counts cover {sum(runs)} pixels; the {width}x{height} image has "
             f"{height * width}"
         )
+    if not convert:
+        return None
     if isinstance(counts, list):
         return mask_utils.frPyObjects({"counts": counts, "size": [height, width]}, height, width)
     return {"counts": counts.encode("ascii"), "size": [height, width]}

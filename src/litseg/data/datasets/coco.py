@@ -209,7 +209,7 @@ def read_coco(
         if "segmentation" not in ann:
             raise DataError(f"{where} has no segmentation (a box alone cannot become a mask)")
         # checked now, so a bad annotation stops setup instead of a training step
-        segmentation_rle(ann["segmentation"], image.height, image.width, where)
+        segmentation_rle(ann["segmentation"], image.height, image.width, where, convert=False)
         cls = cat_class[ann["category_id"]]
         if cls is not None:
             image.annotations.append((ann["id"], cls, bool(crowd), ann["segmentation"]))
@@ -223,8 +223,6 @@ def coco_mask(image: CocoImage, ignore_index: int | None, where: str = "annotati
     for ann_id, cls, crowd, segm in image.annotations:
         pixels = decode(segmentation_rle(segm, image.height, image.width, f"{where} {ann_id}"))
         if crowd:
-            if ignore_index is None:
-                raise ConfigError("COCO crowd regions need data.ignore_index (e.g. 255)")
             mask[pixels] = ignore_index
         else:
             drawn.append((-int(pixels.sum()), ann_id, cls, pixels))
@@ -304,6 +302,12 @@ class CocoDataset(SegmentationDataset):
                 raise ConfigError("the test split needs data.test_json (a COCO JSON)")
             json_path, image_dir = _path(root, test_json), _path(root, test_images or images)
         items = read_coco(json_path, image_dir, root, class_of, all_names)
+        crowd = next((a[0] for item in items for a in item.annotations if a[2]), None)
+        if crowd is not None and ignore_index is None:
+            raise ConfigError(
+                f"{json_path}: annotation id {crowd} is a crowd region, which needs "
+                "data.ignore_index (e.g. 255)"
+            )
         if val_json is None and split in ("train", "val"):
             items = [items[i] for i in fraction_split(len(items), split, val_fraction, seed)]
             self.where = f"{json_path} ({split} part, val_fraction={val_fraction})"
