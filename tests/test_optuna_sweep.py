@@ -326,6 +326,77 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     assert re.search(r"\|  \| first/2 \|.*\| unfinished \|", board.stdout), board.stdout
 
 
+# -- n_trials over several sweep processes -------------------------------------------------
+
+# One sweep process without training: the sweeper's own ask loop on a shared study, each trial
+# told at once with its value, so that the processes race for the last places.
+RACER = """
+import json, sys, time
+from hydra_plugins.litseg_optuna_sweeper._impl import OptunaSweeperImpl, _Heartbeats, make_sampler
+from hydra_plugins.litseg_optuna_sweeper._impl import parse_search_space
+from pathlib import Path
+url, n_trials, start_at, folder = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+sweeper = OptunaSweeperImpl(
+    direction="minimize", study_name="race", storage=url, n_trials=n_trials, n_jobs=2,
+    sampler={"name": "random"}, pruner={"name": "none"}, heartbeat_interval=5,
+    grace_period=60, max_failure_rate=0.0, params={"x": "interval(0, 1)"},
+)
+sweeper.sweep_dir = Path(folder)
+space, _ = parse_search_space(["x=interval(0, 1)"])
+study, storage = sweeper._open_study(make_sampler({"name": "random"}, space)[0])
+heartbeats = _Heartbeats(storage, 5)
+distributions = {k: p.distribution for k, p in space.items()}
+time.sleep(max(0.0, start_at - time.time()))
+ran = []
+while batch := sweeper.ask_batch(study, storage, heartbeats, distributions):
+    for trial, trial_id in batch:
+        study.tell(trial, trial.params["x"])
+        heartbeats.remove(trial_id)
+        ran.append(trial.number)
+heartbeats.close()
+print(json.dumps(ran))
+"""
+
+
+def race(url: str, n_trials: int, processes: int, folder: Path) -> list[list[int]]:
+    """Start ``processes`` sweep loops on one study at the same moment; the trial numbers
+    each ran."""
+    start_at = time.time() + 20  # after every process has imported what it needs
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, url, str(n_trials), str(start_at), str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    ran = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        ran.append(json.loads(out.strip().splitlines()[-1]))
+    return ran
+
+
+def assert_exact_budget(url: str, n_trials: int, ran: list[list[int]]) -> None:
+    """The study holds n_trials counted trials, each run by exactly one process; the rest
+    are surplus trials failed before they ran."""
+    trials = optuna.load_study(study_name="race", storage=url).trials
+    complete = sorted(t.number for t in trials if t.state.name == "COMPLETE")
+    assert len(complete) == n_trials, [t.state.name for t in trials]
+    assert sorted(n for numbers in ran for n in numbers) == complete
+    surplus = [t for t in trials if t.state.name != "COMPLETE"]
+    assert all(t.state.name == "FAIL" and t.user_attrs.get(SURPLUS) for t in surplus)
+
+
+@pytest.mark.slow
+def test_three_sweep_processes_fill_one_sqlite_study_to_exactly_n_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    ran = race(url, 12, 3, tmp_path)
+    assert_exact_budget(url, 12, ran)
+
+
 # -- a study shared by two sweeps on a real PostgreSQL server --------------------------------
 
 
@@ -409,6 +480,15 @@ def postgres_url() -> Iterator[str]:
         if started:
             pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_three_sweep_processes_fill_one_postgresql_study_to_exactly_n_trials(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    ran = race(postgres_url, 12, 3, tmp_path)
+    assert_exact_budget(postgres_url, 12, ran)
+    assert all(ran), f"a process ran no trial: {ran}"
 
 
 @pytest.mark.slow

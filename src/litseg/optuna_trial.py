@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ ENV_STORAGE = "LITSEG_OPTUNA_STORAGE"
 ENV_TRIAL = "LITSEG_OPTUNA_TRIAL"
 ENV_PRUNER = "LITSEG_OPTUNA_PRUNER"  # the pruner's config as JSON
 PRUNERS = ("median", "hyperband", "none")
+OPEN_ATTEMPTS = 4  # tries to open a study database (sweeps starting together race)
 
 
 def import_optuna() -> Any:
@@ -66,20 +69,30 @@ def open_storage(
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
         engine_kwargs["pool_pre_ping"] = True
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-        )
-    except ImportError as exc:  # the URL's driver (psycopg, pymysql) is not installed
-        raise ConfigError(f"hydra.sweeper.storage={_safe_url(url)}: {exc}") from exc
-    except Exception as exc:  # sqlalchemy.exc.ArgumentError / OperationalError
-        raise ConfigError(
-            f"hydra.sweeper.storage={_safe_url(url)}: cannot open it ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]})"
-        ) from exc
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
+        except ImportError as exc:  # the URL's driver (psycopg, pymysql) is not installed
+            raise ConfigError(f"hydra.sweeper.storage={_safe_url(url)}: {exc}") from exc
+        except Exception as exc:  # sqlalchemy.exc.ArgumentError / OperationalError / ...
+            # Sweeps started together on a new database race to create Optuna's tables (on
+            # PostgreSQL: a unique violation in pg_type); the loser finds them made on a retry.
+            from sqlalchemy.exc import DBAPIError
+
+            racing = isinstance(exc, DBAPIError | optuna.exceptions.StorageInternalError)
+            if racing and attempt + 1 < OPEN_ATTEMPTS:
+                time.sleep(0.5 + random.random())
+                continue
+            raise ConfigError(
+                f"hydra.sweeper.storage={_safe_url(url)}: cannot open it "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from exc
+    raise AssertionError("unreachable")
 
 
 def _safe_url(url: str) -> str:

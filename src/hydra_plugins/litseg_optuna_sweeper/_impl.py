@@ -425,8 +425,6 @@ class OptunaSweeperImpl(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
-        optuna = import_optuna()
-        TrialState = optuna.trial.TrialState  # noqa: N806
         space, fixed = parse_search_space(
             [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         )
@@ -460,44 +458,52 @@ class OptunaSweeperImpl(Sweeper):
             _safe_url(self.storage_url),
         )
         heartbeats = _Heartbeats(storage, self.heartbeat_interval)
-        failures = 0
+        distributions = {key: param.distribution for key, param in space.items()}
         try:
-            while True:
-                self._reclaim_dead_trials(study, storage)
-                counted = self.counts(study.get_trials(deepcopy=False))
-                to_ask = min(self.n_jobs, self.n_trials - len(counted))
-                if to_ask <= 0:
-                    break
-                batch = []
-                distributions = {key: param.distribution for key, param in space.items()}
-                for _ in range(to_ask):
-                    with heartbeat_warnings_off():
-                        trial = study.ask(distributions)
-                    trial_id = self._trial_id(storage, study, trial.number)
-                    heartbeats.add(trial_id)
-                    trial.set_user_attr(OWNER, owner_id())
-                    if self._position(study, trial.number) >= self.n_trials:
-                        trial.set_user_attr(SURPLUS, True)
-                        study.tell(trial, state=TrialState.FAIL)
-                        heartbeats.remove(trial_id)
-                        continue
-                    batch.append((trial, trial_id))
-                if not batch:
-                    continue
+            while batch := self.ask_batch(study, storage, heartbeats, distributions):
                 returns = self.launcher.launch(
                     [self._overrides(trial, fixed) for trial, _ in batch],
                     initial_job_idx=self.job_idx,
                 )
                 self.job_idx += len(returns)
+                failures = 0
                 for (trial, trial_id), ret in zip(batch, returns, strict=True):
                     failures += self._tell(study, trial, ret)
                     heartbeats.remove(trial_id)
-                if failures and failures / max(1, len(returns)) > self.max_failure_rate:
+                if failures and failures / len(returns) > self.max_failure_rate:
                     self._raise_failures(returns)
-                failures = 0
         finally:
             heartbeats.close()
         self._write_results(study)
+
+    def ask_batch(
+        self, study: Any, storage: Any, heartbeats: _Heartbeats, distributions: dict[str, Any]
+    ) -> list[tuple[Any, int]]:
+        """Up to ``n_jobs`` new trials (with their ids) within ``n_trials``; [] when the study
+        holds ``n_trials`` counted trials. Trials beyond it that a concurrent sweep's trials
+        pushed out are failed as surplus before they run."""
+        TrialState = import_optuna().trial.TrialState  # noqa: N806
+        while True:
+            self._reclaim_dead_trials(study, storage)
+            counted = self.counts(study.get_trials(deepcopy=False))
+            to_ask = min(self.n_jobs, self.n_trials - len(counted))
+            if to_ask <= 0:
+                return []
+            batch = []
+            for _ in range(to_ask):
+                with heartbeat_warnings_off():
+                    trial = study.ask(distributions)
+                trial_id = self._trial_id(storage, study, trial.number)
+                heartbeats.add(trial_id)
+                trial.set_user_attr(OWNER, owner_id())
+                if self._position(study, trial.number) >= self.n_trials:
+                    trial.set_user_attr(SURPLUS, True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    heartbeats.remove(trial_id)
+                    continue
+                batch.append((trial, trial_id))
+            if batch:
+                return batch
 
     def _position(self, study: Any, number: int) -> int:
         """How many trials that count come before trial ``number``."""
