@@ -4,6 +4,7 @@ Both raise a RunStopped exception that train.py turns into a summary with a stat
 (``interrupted`` or ``diverged``) and a non-zero exit code.
 """
 
+import atexit
 import logging
 import os
 import signal
@@ -84,7 +85,7 @@ class StopOnSignal(Callback):
         checkpoint = last_checkpoint_callback(trainer)
         saved = checkpoint.save_last_now(trainer) if checkpoint is not None else None
         if signum == signal.SIGUSR1 and self.requeue_on_slurm and trainer.is_global_zero:
-            _requeue_slurm_job()
+            requeue_slurm_job_at_exit()
         where = f"saved {saved}" if saved else "no checkpoint callback, nothing saved"
         raise RunInterrupted(
             f"{name} received: stopped at step {trainer.global_step} (epoch "
@@ -108,6 +109,18 @@ class StopOnSignal(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._stop_if_signalled(trainer)
+
+
+_requeue_registered = False
+
+
+def requeue_slurm_job_at_exit() -> None:
+    """Requeue this SLURM job as the process exits (once), not at once: a requeue ends the
+    running job with SIGTERM, which must not find the run still writing its summary."""
+    global _requeue_registered
+    if not _requeue_registered:
+        atexit.register(_requeue_slurm_job)
+        _requeue_registered = True
 
 
 def _requeue_slurm_job() -> None:
