@@ -408,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"export SLURM_CONF={cluster.conf}")
         elif args.action == "down":
+            if not cluster.root.exists():
+                print(f"no cluster in {cluster.root}")
+                return 0
             cluster.down(keep=args.keep)
             print(f"stopped the cluster in {cluster.root}")
         else:
