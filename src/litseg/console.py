@@ -34,6 +34,9 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # every step (sync_dist=True) made gloo runs abort on a collective mismatch with
     # Lightning's lazily computed epoch metrics
     (r"It is recommended to use `self\.log\('(train|val|test)/", Warning),
+    # Lightning on any machine with SLURM's client installed, outside a SLURM job: litseg's
+    # SLURM route is hydra/launcher=submitit_slurm, whose jobs run under srun already
+    (r"The `srun` command is available on your system but is not used", Warning),
 )
 
 
