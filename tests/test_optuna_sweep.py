@@ -27,6 +27,7 @@ from hydra_plugins.litseg_optuna_sweeper._impl import (
     OWNER,
     RETRY_OF,
     SURPLUS,
+    OptunaSweeperImpl,
     format_value,
     make_sampler,
     owner_id,
@@ -164,6 +165,40 @@ def test_a_trial_owner_is_dead_once_its_process_is_gone() -> None:
     assert not owner_is_dead(f"another-host-{host}:{child.pid}:")  # its heartbeat decides
     # a pid reused by another process: the start time differs
     assert owner_is_dead(f"{host}:{os.getpid()}:1")
+
+
+def test_trials_of_a_silent_sweep_on_another_machine_are_failed_and_asked_again(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    sweeper = OptunaSweeperImpl(
+        direction="minimize",
+        study_name="s",
+        storage=url,
+        n_trials=3,
+        n_jobs=1,
+        sampler={"name": "random"},
+        pruner={"name": "none"},
+        heartbeat_interval=1,
+        grace_period=2,
+        max_failure_rate=0.0,
+        params={},
+    )
+    sweeper.sweep_dir = tmp_path
+    space, _ = parse_search_space(["x=interval(0, 1)"])
+    study, storage = sweeper._open_study(make_sampler({"name": "random"}, space)[0])
+    trial = study.ask({"x": space["x"].distribution})
+    # what the sweep process on the other machine did before it went silent
+    storage.record_heartbeat(sweeper._trial_id(storage, study, 0))
+    trial.set_user_attr(OWNER, f"elsewhere-{socket.gethostname()}:{os.getpid()}:")
+    sweeper._reclaim_dead_trials(study, storage)
+    assert [t.state.name for t in study.trials] == ["RUNNING"]  # within its grace period
+    time.sleep(3)
+    sweeper._reclaim_dead_trials(study, storage)
+    stale, again = study.trials
+    assert (stale.state.name, again.state.name) == ("FAIL", "WAITING")
+    assert again.user_attrs[RETRY_OF] == 0 and again.system_attrs["fixed_params"] == trial.params
+    assert sweeper.counts(study.trials) == [again]
 
 
 def test_a_storage_that_is_not_a_database_url_is_one_clear_error(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from lightning import Callback, LightningModule, Trainer
@@ -50,13 +50,17 @@ def import_optuna() -> Any:
 
 
 def open_storage(
-    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
+    url: str,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    stale_callback: Callable[[Any, Any], None] | None = None,
 ) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage for ``url`` (``sqlite:///...``, ``postgresql+psycopg://...``).
 
     With ``heartbeat_interval`` the trials' owners record heartbeats, and trials whose owner
-    went silent for ``grace_period`` seconds count as stale (see the sweeper). SQLite waits
-    up to a minute for a lock, since the sweeper and its jobs write to one file.
+    went silent for ``grace_period`` seconds count as stale: ``stale_callback(study, trial)``
+    runs for each once it is failed (see the sweeper). SQLite waits up to a minute for a
+    lock, since the sweeper and its jobs write to one file.
     """
     optuna = import_optuna()
     if "://" not in str(url):
@@ -76,6 +80,7 @@ def open_storage(
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
+                heartbeat_stale_trial_callback=stale_callback,
             )
         except ImportError as exc:  # the URL's driver (psycopg, pymysql) is not installed
             raise ConfigError(f"hydra.sweeper.storage={_safe_url(url)}: {exc}") from exc

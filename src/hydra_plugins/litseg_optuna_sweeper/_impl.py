@@ -356,11 +356,10 @@ class OptunaSweeperImpl(Sweeper):
         url = self.storage_url or f"sqlite:///{self.sweep_dir / DEFAULT_DB}"
         self.storage_url = url
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        with heartbeat_warnings_off():
-            storage = open_storage(url, self.heartbeat_interval, self.grace_period)
         # heartbeat-stale trials (their sweep process on another machine went silent) are
         # asked again with their parameters
-        storage.heartbeat_stale_trial_callback = self._retry
+        with heartbeat_warnings_off():
+            storage = open_storage(url, self.heartbeat_interval, self.grace_period, self._retry)
         name = self.study_name or "litseg"
         self.study_name = name
         try:
