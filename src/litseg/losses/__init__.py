@@ -1,22 +1,37 @@
-"""Segmentation losses from logits, with explicit binary / multiclass / multilabel tasks."""
+"""Segmentation losses from logits, for binary, multiclass and multilabel tasks.
 
-from torch import nn
+One module per loss holds its maths and its class (``dice.py``: ``DiceLoss``); ``base.py``
+holds the contract every loss follows (``supported_tasks``, the task check, the base classes)
+and ``functional.py`` the maths the region losses share. A config names a loss by its module,
+e.g. ``_target_: litseg.losses.dice.DiceLoss`` in ``conf/loss/dice.yaml``.
+"""
 
-from litseg.errors import ConfigError
-from litseg.tasks import TASKS
+from litseg.losses.base import (
+    RegionLoss,
+    SegmentationLoss,
+    check_loss_fits_task,
+    supported_tasks,
+)
+from litseg.losses.bce import BCELoss
+from litseg.losses.ce import CrossEntropyLoss
+from litseg.losses.combined import WeightedSumLoss
+from litseg.losses.dice import DiceLoss
+from litseg.losses.focal import FocalLoss
+from litseg.losses.jaccard import JaccardLoss
+from litseg.losses.lovasz import LovaszLoss
+from litseg.losses.tversky import TverskyLoss
 
-
-def supported_tasks(loss: nn.Module) -> tuple[str, ...]:
-    """The tasks a loss declares it fits (all tasks when it declares none)."""
-    return tuple(getattr(loss, "supported_tasks", TASKS))
-
-
-def check_loss_fits_task(loss: nn.Module, task: str, loss_name: str | None = None) -> None:
-    """Raise a ConfigError naming the loss and the task when they do not fit together."""
-    fits = supported_tasks(loss)
-    if task not in fits:
-        name = loss_name or type(loss).__name__
-        raise ConfigError(
-            f"loss={name} does not fit data.task={task}: it supports {', '.join(fits)}. "
-            f"Choose another loss or data.task."
-        )
+__all__ = [
+    "BCELoss",
+    "CrossEntropyLoss",
+    "DiceLoss",
+    "FocalLoss",
+    "JaccardLoss",
+    "LovaszLoss",
+    "RegionLoss",
+    "SegmentationLoss",
+    "TverskyLoss",
+    "WeightedSumLoss",
+    "check_loss_fits_task",
+    "supported_tasks",
+]

@@ -2,12 +2,13 @@
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from litseg.tasks import check_task
+from litseg.losses.base import SegmentationLoss
+
+__all__ = ["BCELoss"]
 
 
-class BCELoss(nn.Module):
+class BCELoss(SegmentationLoss):
     """Mean binary cross-entropy over the pixels that are not ``ignore_index``.
 
     Args:
@@ -24,9 +25,7 @@ class BCELoss(nn.Module):
         ignore_index: int | None = None,
         pos_weight: float | list[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
+        super().__init__(task, ignore_index)
         weight = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float)
         self.register_buffer("pos_weight", weight.view(-1, 1, 1) if weight is not None else None)
 

@@ -4,12 +4,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from litseg.losses.common import class_weight_tensor
-from litseg.tasks import check_task
+from litseg.losses.base import class_weight_tensor, loss_task
+
+__all__ = ["CrossEntropyLoss"]
 
 
 class CrossEntropyLoss(nn.CrossEntropyLoss):
     """torch.nn.CrossEntropyLoss taking ``ignore_index=None`` and list class weights.
+
+    A subclass of torch's loss (not of SegmentationLoss) so it keeps torch's attributes and
+    state dict; it declares ``supported_tasks`` and checks ``task`` all the same.
 
     Args:
         task: must be multiclass (declared so a mismatch is caught before training).
@@ -33,7 +37,7 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
             ignore_index=-100 if ignore_index is None else ignore_index,
             label_smoothing=label_smoothing,
         )
-        self.task = check_task(task, "loss.task")
+        self.task = loss_task(task)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.dtype)

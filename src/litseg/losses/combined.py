@@ -6,8 +6,10 @@ import torch
 from torch import nn
 
 from litseg.errors import ConfigError
-from litseg.losses import supported_tasks
+from litseg.losses.base import supported_tasks
 from litseg.tasks import TASKS
+
+__all__ = ["WeightedSumLoss"]
 
 
 class WeightedSumLoss(nn.Module):

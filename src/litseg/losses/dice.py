@@ -2,7 +2,10 @@
 
 import torch
 
-from litseg.losses.common import RegionLoss, probs_targets_valid
+from litseg.losses.base import RegionLoss
+from litseg.losses.functional import probs_targets_valid
+
+__all__ = ["DiceLoss"]
 
 
 class DiceLoss(RegionLoss):

@@ -2,13 +2,13 @@
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from litseg.losses.common import class_weight_tensor
-from litseg.tasks import check_task
+from litseg.losses.base import SegmentationLoss, class_weight_tensor
+
+__all__ = ["FocalLoss"]
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(SegmentationLoss):
     """-(1 - p_t)^gamma log p_t averaged over the pixels that are not ``ignore_index``.
 
     multiclass: p_t is the softmax probability of the target class; class weights weigh each
@@ -34,9 +34,7 @@ class FocalLoss(nn.Module):
         alpha: float | None = None,
         class_weights: list[float] | None = None,
     ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
+        super().__init__(task, ignore_index)
         self.gamma, self.alpha = gamma, alpha
         self.register_buffer("class_weights", class_weight_tensor(class_weights))
 

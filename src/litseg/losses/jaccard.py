@@ -2,7 +2,10 @@
 
 import torch
 
-from litseg.losses.common import RegionLoss, region_stats
+from litseg.losses.base import RegionLoss
+from litseg.losses.functional import region_stats
+
+__all__ = ["JaccardLoss"]
 
 
 class JaccardLoss(RegionLoss):

@@ -5,10 +5,11 @@ Lovász-softmax for multiclass, Lovász-hinge for binary and (per channel) multi
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from litseg.errors import ConfigError
-from litseg.tasks import check_task
+from litseg.losses.base import SegmentationLoss
+
+__all__ = ["LovaszLoss", "lovasz_grad", "lovasz_hinge_flat", "lovasz_softmax_flat"]
 
 
 def lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ def lovasz_softmax_flat(probs: torch.Tensor, labels: torch.Tensor, classes: str)
     return torch.stack(losses).mean() if losses else probs.sum() * 0.0
 
 
-class LovaszLoss(nn.Module):
+class LovaszLoss(SegmentationLoss):
     """Lovász-softmax (multiclass) or Lovász-hinge (binary; multilabel averages channels).
 
     Args:
@@ -67,9 +68,7 @@ class LovaszLoss(nn.Module):
         per_image: bool = False,
         classes: str = "present",
     ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
+        super().__init__(task, ignore_index)
         self.per_image = per_image
         if classes not in ("present", "all"):
             raise ConfigError(f"loss.classes={classes!r}; expected present or all")

@@ -1,11 +1,14 @@
-"""Shared preparation of logits and targets for the region losses (Dice and relatives)."""
+"""The maths the region losses (Dice, Jaccard, Tversky) share: soft counts and the class mean.
+
+Pure functions of tensors; the options they take are validated in :mod:`litseg.losses.base`.
+"""
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from litseg.errors import ConfigError
-from litseg.tasks import TASKS, check_task
+
+__all__ = ["probs_targets_valid", "reduce_classes", "region_stats"]
 
 
 def probs_targets_valid(
@@ -32,33 +35,6 @@ def probs_targets_valid(
     if task == "binary":
         target, valid = target.unsqueeze(1), valid.unsqueeze(1)
     return probs, target.to(logits.dtype) * valid, valid
-
-
-ABSENT_CHOICES = ("smooth", "zero", "skip")
-
-
-def class_weight_tensor(
-    class_weights: list[float] | str | None, key: str = "loss.class_weights"
-) -> torch.Tensor | None:
-    """Class weights as a tensor; ``median_frequency`` must have been resolved beforehand."""
-    if class_weights is None:
-        return None
-    if isinstance(class_weights, str):
-        raise ConfigError(
-            f"{key}={class_weights!r}: expected a list of numbers; 'median_frequency' is "
-            "computed from the training set by litseg's build_module (train.py, eval.py)"
-        )
-    weights = torch.as_tensor(list(class_weights), dtype=torch.float)
-    if weights.ndim != 1 or (weights < 0).any():
-        raise ConfigError(f"{key}={class_weights}: expected one non-negative number per class")
-    return weights
-
-
-def check_absent(absent: str) -> str:
-    """Validate the ``loss.absent`` option of the region losses."""
-    if absent not in ABSENT_CHOICES:
-        raise ConfigError(f"loss.absent={absent!r}; expected one of {', '.join(ABSENT_CHOICES)}")
-    return absent
 
 
 def reduce_classes(
@@ -105,45 +81,3 @@ def region_stats(
     fp = (probs * (1 - onehot) * valid).sum(dims)
     fn = ((1 - probs) * onehot).sum(dims)
     return tp, fp, fn, onehot.sum(dims) > 0
-
-
-class RegionLoss(nn.Module):
-    """What Dice, Jaccard and Tversky share: the task, ignored pixels, and the class mean.
-
-    Args:
-        task: binary, multiclass or multilabel.
-        ignore_index: target value whose pixels are left out.
-        smooth: added to numerator and denominator.
-        include_background: for multiclass, whether class 0 counts in the mean.
-        absent: ``smooth``, ``zero`` or ``skip``: how a class with no target pixel counts.
-        class_weights: one weight per class for a weighted class mean.
-    """
-
-    supported_tasks = TASKS
-
-    def __init__(
-        self,
-        task: str = "multiclass",
-        ignore_index: int | None = None,
-        smooth: float = 1.0,
-        include_background: bool = True,
-        absent: str = "smooth",
-        class_weights: list[float] | None = None,
-    ) -> None:
-        super().__init__()
-        self.task = check_task(task, "loss.task")
-        self.ignore_index = ignore_index
-        self.smooth = smooth
-        self.include_background = include_background
-        self.absent = check_absent(absent)
-        self.register_buffer("class_weights", class_weight_tensor(class_weights))
-
-    def reduce(self, loss: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Mean of the per-class ``loss`` as ``absent``, weights and background say."""
-        return reduce_classes(
-            loss,
-            present,
-            self.absent,
-            self.class_weights,
-            self.include_background or self.task != "multiclass",
-        )
