@@ -4,11 +4,17 @@ import os
 
 os.environ.setdefault("LITSEG_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
+import sys  # noqa: E402
+
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from litseg.evaluate import evaluate  # noqa: E402
-from litseg.utils.entry import run_reporting_errors  # noqa: E402
+from litseg.evaluate import RESTORED_GROUPS, evaluate  # noqa: E402
+from litseg.utils.entry import (  # noqa: E402
+    main_reporting_errors,
+    run_reporting_errors,
+    stored_group_overrides,
+)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -18,4 +24,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # data.root=... and the like adjust the checkpoint's config, not the placeholder's
+    sys.argv[1:] = stored_group_overrides(sys.argv[1:], RESTORED_GROUPS, {"inference": "whole"})
+    main_reporting_errors(main)

@@ -8,7 +8,11 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from litseg.train import train  # noqa: E402
-from litseg.utils.entry import monitored_value, run_reporting_errors  # noqa: E402
+from litseg.utils.entry import (  # noqa: E402
+    main_reporting_errors,
+    monitored_value,
+    run_reporting_errors,
+)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -18,4 +22,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    main_reporting_errors(main)

@@ -5,6 +5,10 @@ Besides the logged metrics, the run directory gets a report: ``<split>_metrics.m
 metrics) and ``worst/`` with the ``report.worst_k`` images of lowest IoU drawn as
 image | truth | prediction, listed in ``worst/worst.csv`` with their files. The report covers
 exactly the images the metrics saw (``trainer.limit_test_batches`` and the like included).
+
+``inference=whole|slide`` (with ``inference.tta=flip|hflip|vflip``) computes the logits as
+predict.py does (:func:`litseg.inference.infer`); without it the network sees each batch as
+in validation during training.
 """
 
 import csv
@@ -21,15 +25,18 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from torch import nn
 from torch.utils.data import Subset
 
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.config_checks import check_run_config
 from litseg.errors import ConfigError
+from litseg.inference import infer, model_stride
 from litseg.metrics import predictions
 from litseg.train import output_dir
 from litseg.utils.instantiate import build_datamodule, build_loggers, build_module, require
+from litseg.utils.resume import checkpoint_file
 from litseg.utils.summary import to_floats, write_summary
 from litseg.visualize import comparison, palette_for, save_png, to_uint8_image
 
@@ -37,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Groups restored from the checkpoint's training config unless the command line names them.
 RESTORED_GROUPS = ("data", "augment", "model", "loss", "module")
+# What a model's output must agree with in the data it is evaluated on.
+MODEL_DATA_KEYS = ("task", "num_classes", "in_channels")
+_ABSENT = object()
 
 
 def _cli_overrides() -> list[str]:
@@ -49,7 +59,10 @@ def merge_training_config(
     """Take model, data, ... from the training run, keeping what the command line changed.
 
     ``data=<name>`` on the command line replaces the training data config; ``data.key=value``
-    adjusts it; with neither the training run's data config is used as it was.
+    adjusts it (a key the stored config lacks is a ConfigError listing the keys it has;
+    ``+data.key=value`` adds one); with neither the training run's data config is used as it
+    was. ``data.root=<folder>`` moves every path of the stored data config that lay under the
+    training root (the stored config is resolved: ``data.dataset.root`` holds the old path).
     """
     cfg = cfg.copy()
     for group in RESTORED_GROUPS:
@@ -57,19 +70,122 @@ def merge_training_config(
             continue
         if any(re.match(rf"^[+~]*{group}=", o) for o in overrides):
             continue
-        adjusted = [o.lstrip("+") for o in overrides if re.match(rf"^\+?{group}\.", o)]
-        node = OmegaConf.merge(
-            OmegaConf.create({group: train_cfg[group]}), OmegaConf.from_dotlist(adjusted)
-        )
+        stored = OmegaConf.create({group: train_cfg[group]})
+        adjusted = []
+        for override in overrides:
+            if not re.match(rf"^\+{{0,2}}{group}\.", override):
+                continue
+            if not override.startswith("+") or override.startswith("++"):
+                _check_stored_key(stored, override.lstrip("+"), group)
+            adjusted.append(override.lstrip("+"))
+        node = OmegaConf.merge(stored, OmegaConf.from_dotlist(adjusted))
+        if group == "data":
+            _move_root(node.data, train_cfg["data"].get("root"))
         with open_dict(cfg):
             cfg[group] = node[group]
     return cfg
 
 
+def _check_stored_key(stored: DictConfig, override: str, group: str) -> None:
+    """Refuse ``group.key=value`` when the checkpoint's stored ``group`` has no such key."""
+    key = override.split("=", 1)[0]
+    if OmegaConf.select(stored, key, default=_ABSENT) is not _ABSENT:
+        return
+    parent = key.rsplit(".", 1)[0]
+    node = OmegaConf.select(stored, parent, default=None)
+    keys = (
+        ", ".join(str(k) for k in node if k != "_target_") if isinstance(node, DictConfig) else ""
+    )
+    target = str(
+        OmegaConf.select(stored, f"{group}.dataset._target_", default="")
+        or OmegaConf.select(stored, f"{group}._target_", default="")
+        or ""
+    )
+    built = f" ({target.rsplit('.', 1)[-1]})" if target else ""
+    raise ConfigError(
+        f"{key}: the checkpoint's {group} config{built} has no such key"
+        + (f"; {parent} has {keys}" if keys else "")
+        + f"; +{key}=... adds it, {group}=<name> replaces the whole {group} config"
+    )
+
+
+def _move_root(data: DictConfig, old_root: Any) -> None:
+    """Give every stored path under the training ``data.root`` the new ``data.root``."""
+    new_root = data.get("root")
+    if not isinstance(old_root, str) or not old_root or new_root in (None, old_root):
+        return
+    new_root = str(new_root)
+    old = old_root.rstrip("/")
+
+    def move(node: Any) -> None:
+        for key in list(node.keys()) if isinstance(node, DictConfig) else range(len(node)):
+            value = node[key]
+            if isinstance(value, DictConfig | ListConfig):
+                move(value)
+            elif isinstance(value, str) and (value == old or value.startswith(old + "/")):
+                node[key] = new_root.rstrip("/") + value[len(old) :]
+
+    move(data)
+    data.root = new_root
+
+
+def check_fits_model(cfg: DictConfig, train_cfg: dict[str, Any] | None) -> None:
+    """Refuse data whose task, classes or channels differ from what the checkpoint's model
+    was trained on: one line naming the keys, instead of a failure deep in the metrics."""
+    stored = (train_cfg or {}).get("data") or {}
+    differ = [k for k in MODEL_DATA_KEYS if k in stored and stored[k] != cfg.data.get(k, stored[k])]
+    if not differ:
+        return
+    found = ", ".join(f"data.{k}={cfg.data.get(k)}" for k in differ)
+    trained = ", ".join(f"{k}={stored[k]}" for k in differ)
+    names = stored.get("class_names")
+    classes = f" ({', '.join(map(str, names))})" if names else ""
+    raise ConfigError(
+        f"{found} does not fit the checkpoint's model, trained with {trained}{classes}; "
+        "evaluate it on data with the same task, classes and channels"
+    )
+
+
+class InferenceNet(nn.Module):
+    """A network whose forward pass is :func:`litseg.inference.infer` with fixed options
+    (whole or sliding-window inference, flip TTA), so eval's metrics and report see the
+    logits predict.py would compute."""
+
+    def __init__(self, net: nn.Module, options: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.options = options
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return infer(self.net, images, **self.options)
+
+
+def inference_options(cfg: DictConfig, net: nn.Module) -> dict[str, Any] | None:
+    """The keyword arguments of :func:`litseg.inference.infer` that ``inference`` asks for,
+    None without an ``inference`` group. The stride defaults to the model's, a sliding
+    window to the training ``data.crop_size`` (as in predict.py)."""
+    node = cfg.get("inference")
+    if node is None:
+        return None
+    options = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()}
+    if options.get("stride") is None:
+        options["stride"] = model_stride(net)
+    if options.get("mode") == "slide" and not options.get("window"):
+        options["window"] = cfg.data.get("crop_size")
+        if options["window"] is None:
+            raise ConfigError(
+                "inference=slide needs inference.window: data has no crop_size to take it from"
+            )
+    window = options.get("window")
+    if isinstance(window, list):
+        options["window"] = tuple(window)
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test (or validate) the checkpoint at ``ckpt_path``; return metrics and the run dir."""
     started = time.time()
-    ckpt_path = require(cfg, "ckpt_path")
+    ckpt_path = checkpoint_file(require(cfg, "ckpt_path"))
     checkpoint = load_checkpoint(ckpt_path, allow_targets=list(cfg.get("allow_targets") or []))
     train_cfg = training_config(checkpoint)
     if train_cfg is not None:
@@ -77,6 +193,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     else:
         log.warning("%s holds no litseg config; using the model and data given here", ckpt_path)
     check_run_config(cfg)
+    check_fits_model(cfg, train_cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     split = cfg.get("split", "test")
@@ -84,8 +201,29 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"split={split}; expected test or val")
 
     datamodule = build_datamodule(cfg)
+    if split not in datamodule.split_args:
+        has = ", ".join(datamodule.split_args) or "none"
+        other = next((s for s in ("val", "test") if s in datamodule.split_args), None)
+        raise ConfigError(
+            f"split={split}: the data at {cfg.data.get('root', 'data')} has no {split} split "
+            f"(it has {has})" + (f"; evaluate with split={other}" if other else "")
+        )
+    datamodule.build(split)  # a missing or broken data.root is found before the Trainer starts
     module = build_module(cfg)
-    module.load_state_dict(checkpoint["state_dict"])
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as exc:  # size mismatch, missing or unexpected keys
+        changed = [o.lstrip("+") for o in _cli_overrides() if re.match(r"^[+~]*model[.=]", o)]
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path}: its weights do not fit the model built here ({first})"
+            + (f"; drop {' '.join(changed)}" if changed else "")
+            + "; the model comes from the checkpoint, leave model.* unset"
+        ) from None
+    options = inference_options(cfg, module.net)
+    if options is not None:
+        module.net = InferenceNet(module.net, options)
+        log.info("Logits by inference=%s", " ".join(f"{k}={v}" for k, v in options.items()))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=[])
     if split == "test":
         trainer.test(module, datamodule=datamodule)

@@ -4,10 +4,13 @@
 last-checkpoint that loads and whose stored model and data fit this run; a corrupt or
 foreign newer file is passed over with a warning that says why. ``auto`` starts fresh when
 nothing fits, so a requeue script can always pass it.
+
+:func:`checkpoint_file` is the one rule every entry point uses for a run directory: train.py
+resumes from its last checkpoint, eval.py, predict.py and export take its best.
 """
 
+import json
 import logging
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,73 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _summary_best(run_dir: Path) -> str | None:
+    """The file name of the best checkpoint a run's summary.json records, if readable.
+
+    summary.json is data: only its file name is used, to pick among the run's own files.
+    """
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    best = summary.get("best_checkpoint") if isinstance(summary, dict) else None
+    return Path(best).name if isinstance(best, str) and best else None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The best checkpoint of a run directory: the one ``checkpoints/*.ckpt`` besides
+    ``last*.ckpt``, or among several the one its summary.json names; None when it has none.
+
+    Several and no summary naming one of them is a ConfigError listing them.
+    """
+    folder = run_dir / "checkpoints"
+    found = sorted(
+        p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("last")
+    )
+    if len(found) > 1:
+        named = _summary_best(run_dir)
+        chosen = [p for p in found if p.name == named]
+        if not chosen:
+            raise ConfigError(
+                f"ckpt_path={run_dir} holds {len(found)} checkpoints and no summary.json naming "
+                f"the best; pass one of them: {', '.join(str(p) for p in found[:4])}"
+                + (", ..." if len(found) > 4 else "")
+            )
+        found = chosen
+    return found[0] if found else None
+
+
+def checkpoint_file(value: str | Path, key: str = "ckpt_path", prefer: str = "best") -> Path:
+    """The checkpoint file behind ``<key>=<value>``: a file is itself; a run directory (or its
+    ``checkpoints/`` folder) gives its best checkpoint (``prefer="best"``, see
+    :func:`best_checkpoint`; else its last) or its last one (``prefer="last"``, what a resume
+    needs). A missing path or a folder without checkpoints is a ConfigError naming ``key``.
+    """
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise ConfigError(
+            f"{key}={value}: no such checkpoint file or run directory; expected a .ckpt file "
+            "or a run directory (logs/<task>/runs/<time>)"
+        )
+    if not path.is_dir():
+        raise ConfigError(f"{key}={value} is not a file or folder; expected a .ckpt file")
+    run_dir = (
+        path.parent if path.name == "checkpoints" and not (path / "checkpoints").is_dir() else path
+    )
+    found = best_checkpoint(run_dir) if prefer == "best" else None
+    found = found or last_checkpoint(run_dir)
+    if found is None:
+        wanted = "checkpoints/last.ckpt" if prefer == "last" else "checkpoints/*.ckpt"
+        raise ConfigError(
+            f"{key}={value} is a folder without {wanted}; expected a run directory "
+            "(logs/<task>/runs/<time>) or a .ckpt file"
+        )
+    log.info("%s=%s is a run directory: using %s", key, value, found)
+    return found
+
+
 def last_checkpoints(experiment_dir: Path, exclude: Path | None = None) -> list[Path]:
     """Every last-checkpoint of the experiment's runs and multirun jobs, newest first."""
     exclude = exclude.resolve() if exclude else None
@@ -54,7 +124,7 @@ def _fits(path: Path, expected: dict[str, Any] | None) -> str | None:
     """Why the checkpoint at ``path`` cannot resume this run, or None when it can."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # any file at all may be passed: a text file raises KeyError
         return f"unreadable ({type(exc).__name__})"
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         return "not a Lightning checkpoint"
@@ -122,17 +192,16 @@ def resolve_ckpt_path(
             "ckpt_path=auto to start fresh, or check task_name"
         )
     path = Path(value).expanduser()
-    if path.is_dir():
-        found = last_checkpoint(path) or (path / LAST if (path / LAST).is_file() else None)
-        if found is None:
-            raise ConfigError(
-                f"ckpt_path={value} is a folder without checkpoints/last.ckpt; "
-                "expected a run directory or a .ckpt file"
-            )
-        return str(found)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(
             f"ckpt_path={value} does not exist; expected a .ckpt file, a run directory, "
             "'last' or 'auto'"
         )
-    return str(path)
+    if path.is_dir() and (path / LAST).is_file():  # a checkpoints/ folder given directly
+        return str(path / LAST)
+    found = checkpoint_file(path, prefer="last")
+    if path.is_file():
+        reason = _fits(found, None)
+        if reason is not None:
+            raise ConfigError(f"ckpt_path={value}: {reason}; expected a litseg .ckpt file")
+    return str(found)
