@@ -10,6 +10,8 @@ from torch import nn
 from litseg.errors import ConfigError
 from litseg.models.weights import download_or_explain, load_into, read_state_dict
 
+__all__ = ["ARCHS", "SMPModel"]
+
 ARCHS: dict[str, str] = {name.lower(): name for name in smp.__dict__ if name in {
     "Unet", "UnetPlusPlus", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "Linknet",
     "MAnet", "PAN", "UPerNet", "Segformer", "DPT",

@@ -10,6 +10,8 @@ from torchvision.models import segmentation as tvseg
 from litseg.errors import ConfigError
 from litseg.models.weights import StateDict, download_or_explain, load_into, read_state_dict
 
+__all__ = ["BACKBONE_WEIGHTS", "BUILDERS", "TorchvisionSegmentation", "backbone_weights"]
+
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "fcn_resnet50": tvseg.fcn_resnet50,
     "fcn_resnet101": tvseg.fcn_resnet101,

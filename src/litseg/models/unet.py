@@ -8,6 +8,8 @@ from torch import nn
 
 from litseg.errors import ConfigError
 
+__all__ = ["ConvBlock", "Norm", "UNet", "Up", "make_norm"]
+
 Norm = Literal["batch", "instance", "group", "none"]
 
 

@@ -12,6 +12,8 @@ import torch
 
 from litseg.errors import ConfigError
 
+__all__ = ["StateDict", "download_or_explain", "load_into", "read_state_dict"]
+
 StateDict = dict[str, torch.Tensor]
 
 
