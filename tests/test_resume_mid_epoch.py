@@ -17,16 +17,18 @@ is placed in an epoch before the last and the last epoch's metrics are compared.
 import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, run_cli, start_cli
 
-from litseg.data.resumable import EpochSampler, ResumableLoader, SeededSamples, sample_seed
+from litseg.data.resumable import EpochSampler, ResumableLoader, SeededSamples
 from litseg.utils.instantiate import build_datamodule
 
 TASK = "mid_epoch"
@@ -195,26 +197,36 @@ def test_loader_state_from_a_checkpoint_is_checked_as_data(make_cfg) -> None:
     assert len(_images(loader)) == 4 and loader.sampler.seed == 7
 
 
-def test_samples_are_seeded_by_position_without_touching_the_global_random_state() -> None:
+def test_samples_are_seeded_by_their_key_and_leave_the_global_random_state_alone() -> None:
+    class Draw:
+        """A pipeline stand-in: draws from the generator it is given, as albumentations does."""
+
+        def set_random_state(self, generator, py_random) -> None:
+            self.generator = generator
+
     class Noisy(torch.utils.data.Dataset):
-        transform = None
+        transform = Draw()
 
         def __len__(self) -> int:
             return 6
 
         def __getitem__(self, index: int) -> float:
-            return float(torch.rand(()))
+            return float(self.transform.generator.random())
 
     data = SeededSamples(Noisy())
     torch.manual_seed(0)
-    before = torch.get_rng_state()
-    assert data[(3, 11)] == data[(5, 11)] != data[(3, 12)]
-    assert torch.equal(torch.get_rng_state(), before)
-    assert sample_seed(1, 2, 3) == sample_seed(1, 2, 3) != sample_seed(1, 2, 4)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    assert data[(3, (7, 1, 11))] == data[(5, (7, 1, 11))]
+    assert data[(3, (7, 1, 11))] not in (data[(3, (7, 1, 12))], data[(3, (7, 2, 11))])
+    after = torch.get_rng_state(), np.random.get_state()[1], random.getstate()
+    assert torch.equal(after[0], before[0]) and (after[1] == before[1]).all()
+    assert after[2] == before[2]
     # every position of an epoch once per rank share, and the two ranks' shares disjoint
     ranks = [EpochSampler(range(10), seed=5, num_replicas=2, rank=r) for r in (0, 1)]
     shares = [[i for i, _ in sampler] for sampler in ranks]
     assert sorted(shares[0] + shares[1]) == list(range(10))
+    keys = [key for sampler in ranks for _, key in sampler]
+    assert sorted(position for _, _, position in keys) == list(range(10))
 
 
 def test_a_stop_signal_waits_for_the_optimizer_step_under_gradient_accumulation(

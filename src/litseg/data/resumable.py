@@ -6,9 +6,11 @@ Three parts, each keeping one promise:
   shards it across processes as ``DistributedSampler`` does (so Lightning never wraps it),
   and can start at a position inside the epoch.
 - :class:`SeededSamples` makes every random draw of one sample's transform depend only on
-  (seed, epoch, position in the epoch): the sampler hands it ``(index, sample_seed)`` keys and
-  it seeds the albumentations pipeline and the global Python, NumPy and torch generators for
-  that sample alone (restoring the global ones after), in the main process or a worker alike.
+  (seed, epoch, position in the epoch): the sampler hands it ``(index, (seed, epoch,
+  position))`` keys and it gives the albumentations pipeline generators drawn from that key
+  alone. In a loader worker it also seeds the worker's global Python, NumPy and torch
+  generators from the key (a resumed worker has drawn a different amount from them); in the
+  main process those global generators are the run's own stream, which the checkpoint restores.
 - :class:`ResumableLoader` counts the batches it has handed to the training loop. Lightning
   stores its ``state_dict`` in the fit loop's part of every checkpoint and gives it back on
   resume (the ``_Stateful`` protocol); the next iteration of that epoch then starts after the
@@ -20,7 +22,6 @@ own ``torch.Generator``), so the model's random stream, which litseg restores fr
 checkpoint (``RngStateInCheckpoint``), is the same in a resumed run as in an uninterrupted one.
 """
 
-import contextlib
 import logging
 import random
 from collections.abc import Iterator, Sized
@@ -28,17 +29,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 log = logging.getLogger(__name__)
 
 SEED_SPACE = 2**64
 
 
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """The 32-bit seed of the sample at ``position`` of ``epoch``'s order (a pure function)."""
-    entropy = [seed % SEED_SPACE, epoch, position]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+SampleKey = tuple[int, int, int]  # (seed, epoch, position in the epoch's order)
 
 
 def epoch_order(length: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
@@ -49,7 +47,7 @@ def epoch_order(length: int, seed: int, epoch: int, shuffle: bool = True) -> np.
 
 
 class EpochSampler(DistributedSampler):
-    """Per-epoch seeded order, sharded by rank, yielding ``(index, sample_seed)`` keys.
+    """Per-epoch seeded order, sharded by rank, yielding ``(index, (seed, epoch, position))``.
 
     Positions ``start + rank, start + rank + num_replicas, ...`` of the epoch's order go to
     this rank (the order is padded to a multiple of ``num_replicas`` by repeating its start,
@@ -84,12 +82,12 @@ class EpochSampler(DistributedSampler):
         self.start = 0
         self.restored = False  # the seed came from a checkpoint
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, SampleKey]]:  # type: ignore[override]
         order = epoch_order(len(self.dataset), self.seed, self.epoch, self.shuffle)  # type: ignore[arg-type]
         if self.total_size > len(order):
             order = np.resize(order, self.total_size)  # repeats the start, as DistributedSampler
         for position in range(self.start + self.rank, self.total_size, self.num_replicas):
-            yield int(order[position]), sample_seed(self.seed, self.epoch, position)
+            yield int(order[position]), (self.seed % SEED_SPACE, self.epoch, position)
 
 
 def _random_parts(dataset: Any) -> list[Any]:
@@ -105,31 +103,22 @@ def _random_parts(dataset: Any) -> list[Any]:
     return []
 
 
-@contextlib.contextmanager
-def seeded_randomness(seed: int, pipelines: list[Any]) -> Iterator[None]:
-    """Seed ``pipelines`` and the global Python, NumPy and torch (CPU) generators from ``seed``
-    for the duration of the block, then give the global generators their states back."""
-    py_state, np_state, torch_state = (
-        random.getstate(),
-        np.random.get_state(),
-        torch.get_rng_state(),
-    )
-    try:
+def seed_sample(key: SampleKey, pipelines: list[Any]) -> None:
+    """Give ``pipelines`` random generators drawn from ``key`` alone; in a loader worker, seed
+    its global Python, NumPy and torch (CPU) generators from ``key`` too."""
+    generator = np.random.default_rng(key)
+    seed = int(generator.integers(2**32))
+    for pipeline in pipelines:
+        pipeline.set_random_state(generator, random.Random(seed))
+    if get_worker_info() is not None:
         random.seed(seed)
         np.random.seed(seed)
         torch.default_generator.manual_seed(seed)
-        for pipeline in pipelines:
-            pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
 
 
 class SeededSamples(Dataset):
-    """A dataset view whose items, fetched by ``(index, sample_seed)``, draw their random
-    transform from ``sample_seed`` only; a plain index fetches the item as it is."""
+    """A dataset view whose items, fetched by ``(index, key)``, draw their random transform
+    from ``key`` only (:func:`seed_sample`); a plain index fetches the item as it is."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -138,12 +127,12 @@ class SeededSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+    def __getitem__(self, key: int | tuple[int, SampleKey]) -> Any:
         if not isinstance(key, tuple):
             return self.dataset[key]
-        index, seed = key
-        with seeded_randomness(seed, self._pipelines):
-            return self.dataset[index]
+        index, sample = key
+        seed_sample(sample, self._pipelines)
+        return self.dataset[index]
 
 
 class ResumableLoader(DataLoader):
