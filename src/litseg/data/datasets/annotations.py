@@ -69,17 +69,6 @@ def inside(root: Path, base: Path, name: Any, where: str) -> Path:
     return joined
 
 
-def fraction_split(count: int, split: str, val_fraction: float, seed: int) -> list[int]:
-    """The sorted indices of ``split`` (train or val) when one pool of ``count`` items is
-    split by ``val_fraction`` with a fixed seed (as data=folder splits a single pool)."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={val_fraction}; expected a number in (0, 1)")
-    order = np.random.default_rng(seed).permutation(count)
-    n_val = max(1, round(count * val_fraction)) if count > 1 else 0
-    chosen = order[:n_val] if split == "val" else order[n_val:]
-    return sorted(int(i) for i in chosen)
-
-
 NUMBER_TYPES = {int, float}  # exactly: JSON true/false (bool) is not a coordinate
 
 

@@ -30,13 +30,13 @@ import numpy as np
 from litseg.data.datasets.annotations import (
     check_num_classes,
     decode,
-    fraction_split,
     inside,
     load_json,
     segmentation_rle,
 )
 from litseg.data.datasets.base import SegmentationDataset
 from litseg.data.files import read_image
+from litseg.data.splits import fraction_split
 from litseg.errors import ConfigError, DataError
 
 WHAT = "a COCO instances JSON (images, annotations, categories)"

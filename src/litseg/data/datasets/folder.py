@@ -10,10 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from litseg.data.checks import pairs_in_folders
 from litseg.data.datasets.paired import PairedFilesDataset
+from litseg.data.splits import check_val_fraction, fraction_split
 from litseg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -57,13 +56,10 @@ def folder_pairs(
             f"data.root={root} is a single {images}/{masks} pool with no test "
             "split; remove data.splits.test or add root/test/{images,masks}"
         )
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction={val_fraction}; expected a number in (0, 1)")
+    check_val_fraction(val_fraction)  # before listing a large folder
     pairs = pairs_in_folders(root / images, root / masks)
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    n_val = max(1, round(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
-    chosen = order[:n_val] if split == "val" else order[n_val:]
-    return [pairs[i] for i in sorted(chosen)], f"{root} ({split} part, val_fraction={val_fraction})"
+    chosen = fraction_split(len(pairs), split, val_fraction, seed)
+    return [pairs[i] for i in chosen], f"{root} ({split} part, val_fraction={val_fraction})"
 
 
 class FolderDataset(PairedFilesDataset):

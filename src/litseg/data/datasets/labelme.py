@@ -30,7 +30,6 @@ from litseg.data.datasets.annotations import (
     check_num_classes,
     check_points,
     decode,
-    fraction_split,
     inside,
     load_json,
     polygon_rle,
@@ -38,6 +37,7 @@ from litseg.data.datasets.annotations import (
 )
 from litseg.data.datasets.base import SegmentationDataset
 from litseg.data.files import read_image
+from litseg.data.splits import fraction_split
 from litseg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")

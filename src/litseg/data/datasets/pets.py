@@ -16,6 +16,7 @@ import numpy as np
 
 from litseg.data.datasets.paired import PairedFilesDataset
 from litseg.data.datasets.torchvision_source import open_source
+from litseg.data.splits import fraction_split
 from litseg.errors import ConfigError
 
 LAYOUT = "oxford-iiit-pet/{images,annotations/trimaps,annotations/trainval.txt}"
@@ -62,10 +63,7 @@ class PetsDataset(PairedFilesDataset):
         )
         pairs = list(zip(source._images, source._segs, strict=True))
         if split != "test":
-            order = np.random.default_rng(seed).permutation(len(pairs))
-            n_val = max(1, round(len(pairs) * val_fraction)) if len(pairs) > 1 else 0
-            chosen = order[:n_val] if split == "val" else order[n_val:]
-            pairs = [pairs[i] for i in sorted(chosen)]
+            pairs = [pairs[i] for i in fraction_split(len(pairs), split, val_fraction, seed)]
         self.task = task
         super().__init__(
             pairs,
