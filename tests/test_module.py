@@ -8,9 +8,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from litseg.data.class_frequency import median_frequency_weights
 from litseg.errors import ConfigError
 from litseg.losses.ce import CrossEntropyLoss
-from litseg.losses.class_weights import median_frequency_weights
 from litseg.module import SegmentationModule
 from litseg.train import train
 from litseg.utils.instantiate import build_module

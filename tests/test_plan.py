@@ -13,9 +13,9 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from litseg import planning
+from litseg.data.class_frequency import median_frequency_weights
 from litseg.data.datasets.shapes import ShapesDataset
 from litseg.errors import ConfigError
-from litseg.losses.class_weights import median_frequency_weights
 from litseg.utils.instantiate import build_datamodule
 
 spec = importlib.util.spec_from_file_location("plan_script", ROOT / "scripts/plan.py")

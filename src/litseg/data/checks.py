@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from litseg.data.class_frequency import weights_from_counts
 from litseg.data.files import IMAGE_SUFFIXES, MASK_SUFFIXES, list_files
 from litseg.errors import ConfigError, DataError
-from litseg.losses.class_weights import weights_from_counts
 
 CHECK_LEVELS = ("none", "headers", "full")
 

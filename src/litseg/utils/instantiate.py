@@ -10,13 +10,13 @@ from lightning import Callback, LightningDataModule
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from litseg.errors import ConfigError
-from litseg.losses import check_loss_fits_task
-from litseg.losses.class_weights import (
+from litseg.data.class_frequency import (
     MEDIAN_FREQUENCY,
     median_frequency_weights,
     training_masks,
 )
+from litseg.errors import ConfigError
+from litseg.losses import check_loss_fits_task
 from litseg.module import SegmentationModule
 from litseg.tasks import check_num_classes, check_task
 
