@@ -96,6 +96,7 @@ def plan(argv: list[str]) -> int:
             f"{k[1:]}={v}" if k.startswith("$") else f"{k}={v}" for k, v in choice.values.items()
         )
         reason = f"{shown}  <- {choice.reason}" if shown else choice.reason
+        reason += f" [{choice.detail}]" if choice.detail else ""
         print(f"  {choice.what}: {reason}")
     path = out if out is not None else planning.default_path(CONF, name)
     text = planning.render(fp, recipe, choices, given, values, path.stem)

@@ -146,3 +146,18 @@ def test_a_multirun_over_another_key_may_tune(tmp_path: Path) -> None:
     assert len(summaries) == 2
     for path in summaries:  # fast_dev_run: recorded as skipped
         assert json.loads(path.read_text())["tuning"]["lr"]["found"] is None
+
+
+@pytest.mark.slow
+def test_refused_in_an_optuna_search_of_the_lr(tmp_path: Path) -> None:
+    args = [
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        *TINY,
+        "tune.lr=true",
+        "debug=fdr",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    done = run_cli("train.py", *args)
+    assert done.returncode != 0
+    assert "tune.lr=true in a multirun that sweeps optimizer.lr" in done.stderr, done.stderr

@@ -192,6 +192,8 @@ def fingerprint(datamodule: Any, name: str) -> Fingerprint:
     Problems ``scripts/check_dataset.py`` would report, or data it would refuse (mostly
     ignored pixels, a class that never appears), stop the plan with a DataError.
     """
+    if datamodule.task not in ("binary", "multiclass"):
+        raise ConfigError(f"data.task={datamodule.task}: plan.py plans binary and multiclass data")
     dataset = datamodule.make_dataset("train", transform=None)
     if len(dataset) == 0:
         raise DataError("the train split of data is empty; a plan needs training images")
@@ -403,6 +405,7 @@ class Choice:
     what: str
     values: dict[str, Any]
     reason: str
+    detail: str = ""  # measurements: printed, not written (they may vary by a few bytes)
 
 
 def single_values(overrides: list[str]) -> list[Any]:
@@ -540,27 +543,31 @@ def plan_recipe(
             crop,
             fp.channels,
             device,
-            precision if device == "cuda" else "32-true",
+            str(values.get("trainer.precision", precision)) if device == "cuda" else "32-true",
             fp.images,
         )
         batch = batch_choice.batch
-        last = batch_choice.trials[-1]
-        stop = (
-            f"batch {last[0]} ran out of memory"
-            if last[1] is None
-            else f"batch {last[0]} needs {last[1] / 2**20:.0f} MiB > budget "
-            f"{batch_choice.budget / 2**20:.0f} MiB"
-            if last[1] > batch_choice.budget
-            else f"the cap is {batch_choice.limit} ({device} cap {RULES['batch_cap'][device]}, "
-            f"at most half of {fp.images} images)"
+        last, budget_mib = batch_choice.trials[-1], batch_choice.budget / 2**20
+        if last[0] == batch:
+            stop = (
+                f"the cap {batch_choice.limit} ({device} {RULES['batch_cap'][device]}, at most "
+                f"half of {fp.images} images)"
+            )
+        elif last[1] is None:
+            stop = f"batch {last[0]} ran out of memory"
+        else:
+            stop = f"batch {last[0]} is over budget"
+        trials = ", ".join(
+            f"{b}: {'OOM' if u is None else f'{u / 2**20:.0f} MiB'}" for b, u in batch_choice.trials
         )
-        used = dict(batch_choice.trials)[batch]
+        share = RULES["memory_share"][device]
         plan.append(
             Choice(
                 "batch",
                 {"data.batch_size": batch},
-                f"largest power of two whose trial step at {crop} px fits on {device} "
-                f"({used / 2**20:.0f} MiB of {batch_choice.budget / 2**20:.0f}); {stop}",
+                f"largest power of two whose real trial step at {crop} px fits in "
+                f"{100 * share:.0f} % of the {device} memory, up to {stop}",
+                detail=f"trial steps: {trials}; budget {budget_mib:.0f} MiB",
             )
         )
 
