@@ -176,8 +176,9 @@ def run_reference(
     nhwc = dev.type == "cpu"
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
 
-    train_set = CamVidDataset(root, "train", transform=ToTensors(train_pipeline(crop)))
-    val_set = CamVidDataset(root, "val", transform=ToTensors(eval_pipeline()))
+    labels = {"num_classes": NUM_CLASSES, "ignore_index": VOID}  # conf/data/camvid.yaml's
+    train_set = CamVidDataset(root, "train", transform=ToTensors(train_pipeline(crop)), **labels)
+    val_set = CamVidDataset(root, "val", transform=ToTensors(eval_pipeline()), **labels)
     generator = torch.Generator().manual_seed(seed)
     loader_args = {
         "num_workers": workers,

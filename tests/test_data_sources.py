@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from litseg.data.datasets.cityscapes import CityscapesDataset
+from litseg.data.datasets.cityscapes import CityscapesDataset, train_id_table
 from litseg.errors import ConfigError, DataError
 from litseg.utils.instantiate import build_datamodule
 
@@ -154,6 +154,22 @@ def test_cityscapes_label_ids_become_train_ids(make_cfg, tmp_path) -> None:
 
 def test_cityscapes_cannot_download_and_says_where_to_get_it(tmp_path) -> None:
     with pytest.raises(ConfigError, match="needs a login.*cityscapes-dataset.com.*data.root"):
-        CityscapesDataset(tmp_path, download=True)
+        CityscapesDataset(tmp_path, download=True, num_classes=19, ignore_index=255)
     with pytest.raises(DataError, match="Cityscapes not found under data.root=.*leftImg8bit"):
-        CityscapesDataset(tmp_path / "none")
+        CityscapesDataset(tmp_path / "none", num_classes=19, ignore_index=255)
+
+
+def test_cityscapes_yaml_names_are_torchvisions_train_ids(make_cfg) -> None:
+    """conf/data/cityscapes.yaml holds the class names; they are torchvision's 19 train-id
+    classes in train-id order, and unlabelled ids map to its ignore index."""
+    from torchvision.datasets import Cityscapes
+
+    cfg = make_cfg("data=cityscapes", tiny=False).data
+    train_ids = sorted(
+        (c for c in Cityscapes.classes if 0 <= c.train_id < 255), key=lambda c: c.train_id
+    )
+    assert list(cfg.class_names) == [c.name.replace(" ", "_") for c in train_ids]
+    assert cfg.num_classes == len(train_ids) == len(cfg.palette)
+    assert list(map(list, cfg.palette)) == [list(c.color) for c in train_ids]
+    table = train_id_table(cfg.ignore_index)
+    assert table[0] == cfg.ignore_index and table[26] == 13

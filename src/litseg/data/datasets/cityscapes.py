@@ -1,4 +1,5 @@
-"""Cityscapes (fine annotations) through torchvision: 19 train-id classes, 255 ignored.
+"""Cityscapes (fine annotations) through torchvision: 19 train-id classes, 255 ignored
+(names, colours and ignore index in conf/data/cityscapes.yaml, handed over by the datamodule).
 
     root/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png
     root/gtFine/{train,val}/<city>/*_gtFine_labelIds.png
@@ -22,23 +23,16 @@ LAYOUT = (
     "leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
     "gtFine/{train,val}/<city>/*_gtFine_labelIds.png (or the two *_trainvaltest.zip)"
 )
-IGNORE = 255
 
 
-def train_id_table() -> np.ndarray:
-    """A 256-entry lookup from Cityscapes label ids to the 19 train ids (others -> 255)."""
-    table = np.full(256, IGNORE, dtype=np.int64)
+def train_id_table(ignore_index: int) -> np.ndarray:
+    """A 256-entry lookup from Cityscapes label ids to the 19 train ids (others ->
+    ``ignore_index``)."""
+    table = np.full(256, ignore_index, dtype=np.int64)
     for cls in Cityscapes.classes:
         if 0 <= cls.id < 256 and 0 <= cls.train_id < 255:
             table[cls.id] = cls.train_id
     return table
-
-
-CLASS_NAMES = tuple(
-    c.name.replace(" ", "_")
-    for c in sorted(Cityscapes.classes, key=lambda c: c.train_id)
-    if 0 <= c.train_id < 255
-)
 
 
 def _cityscapes(root: str, download: bool, **kwargs: Any) -> Cityscapes:
@@ -54,6 +48,8 @@ class CityscapesDataset(PairedFilesDataset):
         split: train or val (the test labels are not public).
         download: must stay false; Cityscapes needs a login to download.
         transform: ``transform(image=..., mask=...) -> dict`` (albumentations-style).
+        num_classes, ignore_index: from the data config (19, and 255: label ids without a
+            train id become it).
     """
 
     def __init__(
@@ -62,6 +58,9 @@ class CityscapesDataset(PairedFilesDataset):
         split: str = "train",
         download: bool = False,
         transform: Callable[..., dict[str, Any]] | None = None,
+        *,
+        num_classes: int,
+        ignore_index: int | None,
     ) -> None:
         if split not in ("train", "val"):
             raise ConfigError(f"data split {split!r}; Cityscapes has labelled train and val")
@@ -86,11 +85,16 @@ class CityscapesDataset(PairedFilesDataset):
             (image, targets[0] if isinstance(targets, list) else targets)
             for image, targets in zip(source.images, source.targets, strict=True)
         ]
-        self.table = train_id_table()
+        if ignore_index is None:
+            raise ConfigError(
+                "data.ignore_index=null but Cityscapes has pixels without a train id; "
+                "set data.ignore_index (conf/data/cityscapes.yaml uses 255)"
+            )
+        self.table = train_id_table(ignore_index)
         super().__init__(
             pairs,
-            num_classes=len(CLASS_NAMES),
-            ignore_index=IGNORE,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
             in_channels=3,
             transform=transform,
             where=f"{root}/leftImg8bit/{split}",

@@ -20,7 +20,6 @@ from litseg.data.splits import fraction_split
 from litseg.errors import ConfigError
 
 LAYOUT = "oxford-iiit-pet/{images,annotations/trimaps,annotations/trainval.txt}"
-CLASS_NAMES = ("pet", "background", "border")
 
 
 class PetsDataset(PairedFilesDataset):
@@ -34,6 +33,8 @@ class PetsDataset(PairedFilesDataset):
         val_fraction, seed: the share of trainval that becomes val, picked with a fixed seed.
         download: fetch the dataset (about 800 MB) when it is missing.
         transform: ``transform(image=..., mask=...) -> dict`` (albumentations-style).
+        num_classes: from the data config (1 for binary, 3 for multiclass; the class names
+            are in conf/data/pets.yaml).
     """
 
     def __init__(
@@ -45,6 +46,8 @@ class PetsDataset(PairedFilesDataset):
         seed: int = 0,
         download: bool = False,
         transform: Callable[..., dict[str, Any]] | None = None,
+        *,
+        num_classes: int,
     ) -> None:
         from torchvision.datasets import OxfordIIITPet
 
@@ -67,7 +70,7 @@ class PetsDataset(PairedFilesDataset):
         self.task = task
         super().__init__(
             pairs,
-            num_classes=1 if task == "binary" else 3,
+            num_classes=num_classes,
             in_channels=3,
             transform=transform,
             where=f"{root}/oxford-iiit-pet ({split})",

@@ -13,7 +13,9 @@ from PIL import Image, ImageDraw
 
 from litseg.data.datasets.base import SegmentationDataset
 
-CLASS_NAMES = ("background", "circle", "square", "triangle")
+# the shapes drawn, as mask values 1 (circle), 2 (square), 3 (triangle); 0 is background.
+# Their names and colours are in conf/data/shapes.yaml.
+SHAPE_KINDS = 3
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -59,7 +61,7 @@ def render_sample(
     image = background.copy()
     label = np.zeros((size, size), dtype=np.uint8)
     for _ in range(int(rng.integers(1, max_shapes + 1))):
-        kind = int(rng.integers(1, len(CLASS_NAMES)))
+        kind = int(rng.integers(1, SHAPE_KINDS + 1))
         mask = _shape_mask(rng, kind, size, min_radius, max_radius)
         # Redraw colours that would be nearly invisible against the background they cover.
         under = image[mask].mean(axis=0) if mask.any() else np.zeros(3)

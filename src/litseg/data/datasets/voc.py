@@ -1,4 +1,5 @@
-"""PASCAL VOC 2012 segmentation through torchvision: 21 classes, 255 (object borders) ignored.
+"""PASCAL VOC 2012 segmentation through torchvision: 21 classes, 255 (object borders) ignored
+(names and ignore index in conf/data/voc.yaml, handed over by the datamodule).
 
 root/VOCdevkit/VOC2012/JPEGImages/*.jpg
 root/VOCdevkit/VOC2012/SegmentationClass/*.png      palette PNGs (index = class)
@@ -14,30 +15,6 @@ from litseg.data.datasets.torchvision_source import open_source
 from litseg.errors import ConfigError
 
 LAYOUT = "VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation/{train,val}.txt}"
-CLASS_NAMES = (
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
-IGNORE = 255
 
 
 class VOCDataset(PairedFilesDataset):
@@ -48,6 +25,7 @@ class VOCDataset(PairedFilesDataset):
         split: train or val.
         download: fetch VOCtrainval_11-May-2012.tar (about 2 GB) when it is missing.
         transform: ``transform(image=..., mask=...) -> dict`` (albumentations-style).
+        num_classes, ignore_index: from the data config (21 and 255).
     """
 
     def __init__(
@@ -56,6 +34,9 @@ class VOCDataset(PairedFilesDataset):
         split: str = "train",
         download: bool = False,
         transform: Callable[..., dict[str, Any]] | None = None,
+        *,
+        num_classes: int,
+        ignore_index: int | None,
     ) -> None:
         from torchvision.datasets import VOCSegmentation
 
@@ -72,8 +53,8 @@ class VOCDataset(PairedFilesDataset):
         )
         super().__init__(
             list(zip(source.images, source.targets, strict=True)),
-            num_classes=len(CLASS_NAMES),
-            ignore_index=IGNORE,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
             in_channels=3,
             transform=transform,
             where=f"{root}/VOCdevkit/VOC2012 ({split})",
