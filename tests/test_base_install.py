@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import ROOT, TINY
 from test_predict import train_checkpoint
 
 from litseg.errors import ConfigError
 from litseg.extras import EXTRAS, require_extra
+from tests.helpers import ROOT, TINY
 
 EXTRA_MODULES = "monai,onnx,onnxruntime,onnxscript"
 HIDE_MODULES = '''

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from litseg.bench import ceiling as ceilings
 from litseg.bench import compare, measure
 from litseg.models.unet import UNet
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 
 KEYS = {
     "lightning_overhead_ratio",

@@ -7,11 +7,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_data_folder import label_map, make_tree
 from test_mask_encoding import membrane_as_folder, needs_membrane
+
+from tests.helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("check_dataset", ROOT / "scripts/check_dataset.py")
 check_dataset = importlib.util.module_from_spec(spec)

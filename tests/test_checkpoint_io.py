@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, start_cli
 
 from litseg.checkpoint_io import AtomicCheckpointIO
 from litseg.errors import CheckpointWriteError
+from tests.helpers import TINY, start_cli
 
 
 @pytest.fixture

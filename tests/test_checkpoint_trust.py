@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
@@ -25,6 +24,7 @@ from litseg.evaluate import evaluate
 from litseg.predict import load_predictor
 from litseg.stored_config import shipped_targets, target_allowed
 from litseg.train import train
+from tests.helpers import TINY, compose_config, run_cli
 
 QUICK = [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false"]
 

@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
+
+from tests.helpers import TINY, run_cli
 
 pytestmark = pytest.mark.slow
 FAST = [*TINY, "logger=csv"]

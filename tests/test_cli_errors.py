@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, TINY, compose_config, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
@@ -22,6 +21,7 @@ from litseg.errors import ConfigError
 from litseg.train import train
 from litseg.utils.entry import stored_group_overrides
 from litseg.utils.resume import checkpoint_file, resolve_ckpt_path
+from tests.helpers import SHARED_DATA, TINY, compose_config, run_cli
 
 pytestmark = pytest.mark.slow
 MEMBRANE = SHARED_DATA / "isbi2012_membrane"

@@ -4,7 +4,6 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import CONF
 from torch import nn
 
 from litseg.config_checks import check_run_config
@@ -15,6 +14,7 @@ from litseg.inference import infer, slide, whole
 from litseg.models.unet import UNet
 from litseg.utils.entry import run_reporting_errors
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import CONF
 
 PREDICT = ["ckpt_path=model.ckpt", "input=images", "output=masks"]
 EVAL = ["ckpt_path=model.ckpt"]

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, TINY
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
@@ -12,6 +11,7 @@ from omegaconf.errors import InterpolationResolutionError
 from litseg.errors import ConfigError, LitsegError
 from litseg.tasks import TASKS
 from litseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
+from tests.helpers import CONF, TINY
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF / g).glob("*.yaml"))]

@@ -20,7 +20,6 @@ from annotation_trees import (
     scenes,
     uncompressed_rle,
 )
-from conftest import run_cli
 from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -29,6 +28,7 @@ from pycocotools.coco import COCO
 from litseg.data.datasets.coco import CocoDataset
 from litseg.errors import ConfigError, DataError, LitsegError
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import run_cli
 
 # category ids are neither contiguous nor listed in order: classes follow id order
 CATEGORIES = [

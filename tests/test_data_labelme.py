@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from annotation_trees import CAR, PEDESTRIAN, components, polygons, scenes
-from conftest import run_cli
 from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -19,6 +18,7 @@ from pycocotools import mask as mask_utils
 from litseg.data.datasets.labelme import LabelMeDataset
 from litseg.errors import ConfigError, DataError, LitsegError
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import run_cli
 
 LABELS = ["background", "car", "pedestrian", "pole"]
 FAST = [

@@ -4,13 +4,13 @@ dataset what the data is, and refuses a data key nothing reads."""
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_cli
 from omegaconf import OmegaConf
 from PIL import Image
 
 from litseg.data.datamodule import SegmentationDataModule, check_data_keys, default_num_workers
 from litseg.errors import ConfigError
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import TINY, run_cli
 
 
 def test_loaders_give_normalised_images_and_int64_masks(make_cfg) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli
 
 from litseg.utils.launch import job_command_line
+from tests.helpers import ROOT, run_cli
 
 COMMON = [
     "data.splits.train.length=16",

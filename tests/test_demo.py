@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config, start_cli
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from test_base_install import run_without
@@ -29,6 +28,7 @@ from test_predict import train_checkpoint, write_inputs
 from litseg.demo import KEEP_REQUESTS, DemoPredictor, checkpoint_file, load_runner, parse_window
 from litseg.errors import ConfigError
 from litseg.predict import load_predictor, predict
+from tests.helpers import compose_config, start_cli
 
 SLIDE = ("slide", "flip", 48)
 

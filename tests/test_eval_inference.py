@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from litseg.evaluate import InferenceNet, inference_options
 from litseg.models.unet import UNet
 from litseg.train import train
+from tests.helpers import TINY, compose_config, run_cli
 
 
 def test_flip_tta_averages_the_flipped_logits() -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 from sklearn.metrics import jaccard_score
@@ -15,6 +14,7 @@ from test_predict import train_checkpoint
 from litseg.data.datasets.shapes import render_sample
 from litseg.evaluate import evaluate, image_iou
 from litseg.predict import load_predictor
+from tests.helpers import compose_config
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import SHARED_DATA, run_cli
 from PIL import Image
 
 from litseg.export import Exportable, export_model, load_exported, parity
 from litseg.inference import whole
 from litseg.models.unet import UNet
+from tests.helpers import SHARED_DATA, run_cli
 
 CAMVID_IMAGE = SHARED_DATA / "camvid" / "val" / "0016E5_07959.png"
 

@@ -15,7 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+
+from tests.helpers import ROOT
 
 NEW_LOSS = '''"""Mean absolute error between sigmoid probabilities and targets."""
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
 from monai.inferers import sliding_window_inference
 from PIL import Image
 from torch import nn
@@ -19,6 +18,7 @@ from litseg.inference import (
     window_starts,
 )
 from litseg.models.unet import UNet
+from tests.helpers import SHARED_DATA
 
 CAMVID_IMAGE = SHARED_DATA / "camvid" / "val" / "0016E5_07959.png"
 

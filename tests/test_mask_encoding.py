@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, compose_config
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
@@ -21,6 +20,7 @@ from litseg.errors import ConfigError, DataError
 from litseg.predict import load_predictor, predict
 from litseg.train import train
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import SHARED_DATA, compose_config
 
 MEMBRANE = SHARED_DATA / "isbi2012_membrane"
 needs_membrane = pytest.mark.skipif(

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, run_cli
 from hydra.utils import instantiate
 from torchvision import models as tvm
 
 from litseg.errors import ConfigError
 from litseg.models.smp_models import SMPModel
 from litseg.models.torchvision_models import TorchvisionSegmentation
+from tests.helpers import CONF, run_cli
 
 TASKS = {"binary": 1, "multiclass": 4, "multilabel": 4}  # the shapes data: 4 classes
 SMALL = [(32, 32), (40, 52)]  # the second is not a multiple of 32

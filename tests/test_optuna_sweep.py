@@ -19,7 +19,6 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import compose_config, run_cli, start_cli
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from hydra_plugins.litseg_optuna_sweeper._impl import (
@@ -43,6 +42,7 @@ from litseg.optuna_trial import (
     make_pruner,
     open_storage,
 )
+from tests.helpers import compose_config, run_cli, start_cli
 
 D = optuna.distributions
 # one tiny training per trial: one batch of 8 images of 32x32, one validation batch

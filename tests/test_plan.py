@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
@@ -17,6 +16,7 @@ from litseg.data.class_frequency import median_frequency_weights
 from litseg.data.datasets.shapes import ShapesDataset
 from litseg.errors import ConfigError
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import ROOT, run_cli
 
 spec = importlib.util.spec_from_file_location("plan_script", ROOT / "scripts/plan.py")
 plan_script = importlib.util.module_from_spec(spec)

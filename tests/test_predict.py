@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
@@ -14,6 +13,7 @@ from litseg.data.datasets.shapes import ShapesDataset, render_sample
 from litseg.errors import ConfigError
 from litseg.predict import load_predictor, predict, read_image, save_png
 from litseg.train import train
+from tests.helpers import TINY, compose_config, run_cli
 
 QUICK = [
     *TINY,

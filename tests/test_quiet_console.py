@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
 from PIL import Image
+
+from tests.helpers import TINY, run_cli
 
 # A log line of Hydra's format from another library's logger below WARNING.
 FOREIGN_INFO = re.compile(r"^\[[^\]]*\]\[(?!litseg[.\]])[\w.]+\]\[(INFO|DEBUG)\]")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, run_cli, start_cli
 
 from litseg.errors import ConfigError
 from litseg.utils.resume import resolve_ckpt_path
+from tests.helpers import TINY, run_cli, start_cli
 
 ARGS = [
     *TINY,

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_cli, start_cli
 
 from litseg.data.resumable import EpochSampler, ResumableLoader, SeededSamples
 from litseg.utils.instantiate import build_datamodule
+from tests.helpers import TINY, run_cli, start_cli
 
 TASK = "mid_epoch"
 EPOCHS = 3

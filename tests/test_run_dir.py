@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONF, ROOT, TINY
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from litseg.utils.run_dir import CLAIM, SWEEP_CLAIM, RefuseExistingRunDir
+from tests.helpers import CONF, ROOT, TINY
 
 # the cheapest real run: build everything, train and test nothing
 CHEAP = [*TINY, "train=false", "test=false", "logger=none"]

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli, start_cli
 from hydra.core.global_hydra import GlobalHydra
 
 from litseg.callbacks import ResumableModelCheckpoint
 from litseg.errors import ConfigError
 from litseg.train import train
+from tests.helpers import TINY, compose_config, run_cli, start_cli
 
 ARGS = [
     *TINY,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, run_cli
 
 from litseg.errors import ConfigError
 from litseg.train import train
+from tests.helpers import TINY, run_cli
 
 # a small train split, a short run; the finders' own trials kept short too
 QUICK = [

@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import TINY, run_cli
 
 from litseg.train import train
 from litseg.utils.wandb_mode import CACHE_ENV, server_reachable, wandb_should_be_offline
+from tests.helpers import TINY, run_cli
 
 
 def _run_file_with(run: Path, keys: tuple[bytes, ...], wait_s: float = 60.0) -> bytes:
