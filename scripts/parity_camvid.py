@@ -48,11 +48,10 @@ from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import OneCycleLR
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from litseg.data.datasets.camvid import CamVidDataset  # (file reading only)
+from litseg.hardware import cpu_has_native_bf16
 
-from litseg.data.datasets.camvid import CamVidDataset  # noqa: E402  (file reading only)
-from litseg.hardware import cpu_has_native_bf16  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA_CONF = OmegaConf.load(ROOT / "conf" / "data" / "camvid.yaml")
 MEAN = [float(v) for v in DATA_CONF.mean]

@@ -15,11 +15,10 @@ import shlex
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from litseg.learning_curves import plot
+from litseg.results import RECIPES, make_row, update_results
 
-from plot_run import plot  # noqa: E402
-from reproduce import RECIPES, make_row, update_results  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,17 +1,15 @@
-"""scripts/plot_run.py: the learning-curve PNG of a real run, resumed-run CSVs, clear errors."""
+"""scripts/plot_run.py and litseg.learning_curves: the learning-curve PNG of a real run,
+resumed-run CSVs, clear errors."""
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, TINY, run_cli
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import plot_run  # noqa: E402
+from litseg import learning_curves
+from tests.helpers import TINY, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +51,11 @@ def test_learning_curve_of_a_real_run(tiny_run: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     _check_png(other)
 
-    metrics = plot_run.read_metrics(plot_run.metric_files(tiny_run))
-    assert plot_run.choose_monitor(metrics, plot_run.read_monitor(tiny_run)[0]) == "val/mIoU"
+    metrics = learning_curves.read_metrics(learning_curves.metric_files(tiny_run))
+    assert (
+        learning_curves.choose_monitor(metrics, learning_curves.read_monitor(tiny_run)[0])
+        == "val/mIoU"
+    )
     assert sorted(metrics.by_epoch["train/loss_epoch"]) == [0, 1]
     assert len(metrics.by_step["train/loss_step"]) == 8  # 32 images, batch 8, 2 epochs
     assert any(name.startswith("lr-") for name in metrics.by_step)
@@ -108,15 +109,18 @@ def test_resumed_run_versions_merge_and_config_monitor_wins(tmp_path: Path) -> N
     (tmp_path / ".hydra" / "config.yaml").write_text(
         "task_name: membrane\nmonitor:\n  metric: val/dice\n  mode: max\n"
     )
-    files = plot_run.metric_files(tmp_path)
+    files = learning_curves.metric_files(tmp_path)
     assert [f.parent.name for f in files] == ["version_0", "version_1"]
-    metrics = plot_run.read_metrics(files)
+    metrics = learning_curves.read_metrics(files)
     assert metrics.by_epoch["val/dice"] == {0: 0.50, 1: 0.60, 2: 0.62}
     assert metrics.by_step["train/loss_step"] == {1: 0.9, 5: 0.65}
     assert metrics.by_step["lr-AdamW"] == {0: 0.001, 4: 0.002, 8: 0.001}
-    assert plot_run.choose_monitor(metrics, plot_run.read_monitor(tmp_path)[0]) == "val/dice"
+    assert (
+        learning_curves.choose_monitor(metrics, learning_curves.read_monitor(tmp_path)[0])
+        == "val/dice"
+    )
     # epoch ends at steps 4, 8, 12: a per-step value sits at its fraction of its epoch
-    axis = plot_run.EpochAxis(metrics.epoch_end)
+    axis = learning_curves.EpochAxis(metrics.epoch_end)
     assert axis([4, 6, 12]).tolist() == [1.0, 1.5, 3.0]
-    out = plot_run.plot(tmp_path, tmp_path / "curve.png")
+    out = learning_curves.plot(tmp_path, tmp_path / "curve.png")
     _check_png(out)

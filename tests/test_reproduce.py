@@ -1,11 +1,11 @@
-"""scripts/reproduce.py (every recipe through the CLI, rows into a results JSON) and
-scripts/parity_camvid.py (a plain-PyTorch reference of experiment=camvid_cpu beside litseg).
+"""scripts/reproduce.py (every recipe through the CLI, rows made by litseg.results into a
+results JSON) and scripts/parity_camvid.py (a plain-PyTorch reference of experiment=camvid_cpu
+beside litseg).
 
 The trainings here are smoke-sized: one epoch of two small batches on ../shared/datasets.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import albumentations as A
@@ -13,13 +13,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from litseg import results
 from litseg.metrics import build_metrics
-from tests.conftest import ROOT, SHARED_DATA, compose_config, run_cli
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import parity_camvid  # noqa: E402
-import reproduce  # noqa: E402
-import results_table  # noqa: E402
+from scripts import parity_camvid, reproduce, results_table
+from tests.helpers import SHARED_DATA, compose_config, run_cli
 
 HAVE_DATA = (SHARED_DATA / "camvid").is_dir() and (SHARED_DATA / "isbi2012_membrane").is_dir()
 needs_data = pytest.mark.skipif(
@@ -46,7 +43,7 @@ def _row(experiment: str, hardware: str, value: float) -> dict:
 @needs_data
 def test_smoke_trains_two_recipes_and_updates_only_their_rows(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    cpu = reproduce.hardware_name("cpu")
+    cpu = results.hardware_name("cpu")
     stale_key = "`experiment=membrane_cpu`, smoke test"
     seeded = {
         "results": [_row("someone else's", "2-core CPU", 0.5), _row(stale_key, cpu, -1.0)],
@@ -96,8 +93,8 @@ def test_smoke_trains_two_recipes_and_updates_only_their_rows(tmp_path: Path) ->
 def test_gpu_commands_compose_and_fit_the_budget(tmp_path: Path, capsys) -> None:
     assert reproduce.main(["--dry-run", "--device", "cuda", "--runs-dir", str(tmp_path)]) == 0
     commands = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
-    assert len(commands) == len(reproduce.RECIPES) == 6
-    assert sum(r.gpu_minutes for r in reproduce.RECIPES.values()) <= 40
+    assert len(commands) == len(results.RECIPES) == 6
+    assert sum(r.gpu_minutes for r in results.RECIPES.values()) <= 40
     for command in commands:
         args = command.split()
         assert args[:2] == ["python", "train.py"]
@@ -121,8 +118,8 @@ def test_overrides_keep_one_value_per_key() -> None:
 
 def test_update_results_replaces_by_experiment_and_hardware(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    reproduce.update_results(out, [_row("a", "GPU", 0.1), _row("a", "CPU", 0.2)])
-    reproduce.update_results(out, [_row("a", "GPU", 0.3), _row("b", "GPU", 0.4)])
+    results.update_results(out, [_row("a", "GPU", 0.1), _row("a", "CPU", 0.2)])
+    results.update_results(out, [_row("a", "GPU", 0.3), _row("b", "GPU", 0.4)])
     rows = json.loads(out.read_text())["results"]
     assert [(r["experiment"], r["hardware"], r["value"]) for r in rows] == [
         ("a", "GPU", 0.3),
@@ -229,7 +226,7 @@ def test_row_from_a_summary_with_null_metrics(tmp_path: Path) -> None:
     }
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     command = ["python", "train.py", "experiment=membrane_unet"]
-    row = reproduce.make_row(
+    row = results.make_row(
         "membrane_unet", tmp_path, command, 300.4, "cuda", False, "Time limit reached. ..."
     )
     assert row["value"] == 0.8123 and row["hardware"] == "NVIDIA H100 80GB HBM3"

@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, TINY, run_cli
 
-sys.path.insert(0, str(ROOT / "scripts"))
-from slurm_cluster import (  # noqa: E402
+from scripts.slurm_cluster import (
     PARTITION,
     ClusterError,
     SlurmCluster,
     install_packages,
     missing_commands,
 )
+from tests.helpers import ROOT, TINY, run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -3,15 +3,13 @@ multirun."""
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import summarize_sweep  # noqa: E402
+from scripts import summarize_sweep
+from tests.helpers import run_cli
 
 TINY_SWEEP = [
     "data.splits.train.length=16",
