@@ -108,3 +108,12 @@ def test_cli_refuses_a_misspelled_data_key_on_the_command_line_and_in_a_yaml(tmp
         assert "data.bacth_size is not a data setting" in lines[0]
         assert "did you mean data.batch_size?" in lines[0]
         assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("option", ["folder", "coco", "labelme"])
+def test_an_unset_root_is_named_before_anything_reads_it(make_cfg, option: str) -> None:
+    # data.splits.test.when_exists reads data.root too; the message names data.root itself
+    needs = {"folder": ["data.num_classes=3"], "labelme": ["data.labels=[bg,a]"]}
+    cfg = make_cfg(f"data={option}", *needs.get(option, []), tiny=False)
+    with pytest.raises(ConfigError, match=r"^config key 'data.root' is missing; set it"):
+        build_datamodule(cfg)

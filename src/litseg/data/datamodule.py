@@ -68,8 +68,9 @@ def datamodule_keys() -> set[str]:
 
 
 def check_data_keys(cfg: DictConfig) -> None:
-    """Refuse a data key that nothing uses (e.g. ``+data.bacth_size=8``) in one line naming
-    it and the key it was probably meant to be.
+    """Refuse a data key left unset (``???``, e.g. data=folder without ``data.root``) or one
+    that nothing uses (e.g. ``+data.bacth_size=8``), in one line naming it and, for the
+    latter, the key it was probably meant to be.
 
     A key is used when SegmentationDataModule takes it or an interpolation in the composed
     config reads it (``${data.fold}`` in ``data.dataset``, ``${data.class_weights}`` in the
@@ -80,6 +81,13 @@ def check_data_keys(cfg: DictConfig) -> None:
     data = cfg.get("data")
     if not isinstance(data, DictConfig):
         return
+    for key in data:
+        # before anything reads it through an interpolation (which would name the reader)
+        if OmegaConf.is_missing(data, key):
+            raise ConfigError(
+                f"config key 'data.{key}' is missing; set it on the command line "
+                f"(e.g. data.{key}=...)"
+            )
     tree = OmegaConf.to_container(cfg, resolve=False)
     tree.pop("hydra", None)  # its record of the command line names every override
     if not any("${" in text for text in _strings(tree.get("data"))):
