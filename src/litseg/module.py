@@ -20,7 +20,8 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 
 class SegmentationModule(LightningModule):
-    """Trains a segmentation network with one loss and logs the DESIGN.md metric names.
+    """Trains a segmentation network with one loss and logs the metric names that
+    docs/architecture.md lists (``val/mIoU``, ``val/IoU_<class>``, ``val/dice``, ...).
 
     Args:
         net: maps images to logits, or to ``{"out": logits, "aux": logits}`` (torchvision).
