@@ -22,12 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITSEG_ROOT", str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-import litseg  # noqa: E402,F401  (registers the config resolvers)
+from litseg.config import compose  # noqa: E402
 from litseg.data.checks import Report, refusal, scan, show_value  # noqa: E402
 from litseg.errors import ConfigError, DataError, LitsegError  # noqa: E402
 from litseg.utils.instantiate import build_datamodule  # noqa: E402
@@ -66,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/train.yaml")
     args = parser.parse_args(argv)
     try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=args.overrides)
+        cfg = compose(args.overrides, conf_dir=ROOT / "conf")
         with open_dict(cfg):
             cfg.data.check = "none"  # scan() below collects every problem instead
         datamodule = build_datamodule(cfg)

@@ -31,12 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITSEG_ROOT", str(ROOT))
 
 import numpy as np  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import litseg  # noqa: E402,F401  (registers the config resolvers)
+from litseg.config import compose  # noqa: E402
 from litseg.errors import ConfigError, DataError, LitsegError  # noqa: E402
 from litseg.utils.entry import user_error  # noqa: E402
 from litseg.utils.instantiate import build_datamodule  # noqa: E402
@@ -119,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise ConfigError(f"--out {out} exists and is not an empty folder; choose a new one")
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=args.overrides)
+        cfg = compose(args.overrides, conf_dir=ROOT / "conf")
         datamodule = build_datamodule(cfg)
         # written beside OUT and renamed at the end: a failed conversion leaves no half folder
         partial = out.with_name(f".{out.name}.partial-{os.getpid()}")

@@ -21,13 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITSEG_ROOT", str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-import litseg  # noqa: E402,F401  (registers the config resolvers)
 from litseg import planning  # noqa: E402
+from litseg.config import compose  # noqa: E402
 from litseg.errors import ConfigError, DataError  # noqa: E402
 from litseg.utils.entry import user_error  # noqa: E402
 from litseg.utils.instantiate import build_datamodule  # noqa: E402
@@ -76,8 +75,7 @@ def plan(argv: list[str]) -> int:
     if out is not None:
         planning.check_new(out)  # before the data is read; write_new checks again
     planning.single_values(overrides)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose(overrides, return_hydra_config=True, conf_dir=CONF)
     choices = dict(cfg.hydra.runtime.choices)
     task_overrides = list(cfg.hydra.overrides.task)
     with open_dict(cfg):

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from litseg.config import compose
 from litseg.utils.run_dir import CLAIM, SWEEP_CLAIM, RefuseExistingRunDir
 from tests.helpers import CONF, ROOT, TINY
 
@@ -21,10 +20,7 @@ STAMP = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"  # the seconds part of a default folde
 
 def _default_run_dir(log_dir: Path) -> str:
     """``hydra.run.dir`` as a fresh ``python train.py`` would resolve it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", [f"paths.log_dir={log_dir}"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = compose([f"paths.log_dir={log_dir}"], return_hydra_config=True, conf_dir=CONF)
     return str(cfg.hydra.run.dir)
 
 

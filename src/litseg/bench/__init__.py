@@ -12,11 +12,12 @@ Every ratio is measured pair by pair (A B A B ...) and the median reported, beca
 machines are noisy.
 """
 
-import os
 import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
+
+from litseg.config import compose
 
 ROOT = Path(__file__).resolve().parents[3]
 CONF = ROOT / "conf"
@@ -26,16 +27,7 @@ def compose_train(*overrides: str, output_dir: str | Path | None = None) -> Dict
     """conf/train.yaml composed as ``python train.py <overrides>`` would, outputs under
     ``output_dir`` (a new temporary folder when not given), so a benchmark writes nothing
     into the repository."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from litseg.utils.resolvers import register_resolvers
-
-    os.environ.setdefault("LITSEG_ROOT", str(ROOT))
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
+    cfg = compose(overrides, conf_dir=CONF)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir or tempfile.mkdtemp(prefix="litseg-bench-"))
     return cfg
