@@ -1,6 +1,7 @@
 """What the root entry points share: a quiet console, clean errors for bad input, and no
 run folder left behind by a command that failed on its input."""
 
+import json
 import logging
 import os
 import re
@@ -203,6 +204,7 @@ def remove_unused_run_dir() -> bool:
         names = {n for n in os.listdir(run_dir) if not n.endswith(".log")}  # the job's log
     except OSError:
         return False
+    names -= _failed_before_training(Path(run_dir))
     if not names <= set(STARTUP_FILES) or f"pid {os.getpid()} " not in claimant(
         Path(run_dir) / CLAIM
     ):
@@ -216,6 +218,31 @@ def remove_unused_run_dir() -> bool:
             except OSError:
                 break
     return not os.path.exists(run_dir)
+
+
+def _failed_before_training(run_dir: Path) -> set[str]:
+    """What a run that failed on its input before its first step leaves besides the start-up
+    files: a ``summary.json`` saying ``failed`` at step 0 and logger folders holding only
+    ``hparams.yaml``; empty when the folder holds anything else of worth."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(summary, dict) or summary.get("status") != "failed":
+        return set()
+    if summary.get("global_step") or (run_dir / "checkpoints").exists():
+        return set()
+    loggers = {
+        p.name
+        for p in run_dir.iterdir()
+        if p.is_dir() and p.name in ("csv", "tensorboard") and _only_hparams(p)
+    }
+    return {"summary.json", *loggers}
+
+
+def _only_hparams(folder: Path) -> bool:
+    """Whether a logger folder holds nothing but hparams.yaml files (no metrics, no events)."""
+    return all(p.is_dir() or p.name == "hparams.yaml" for p in folder.rglob("*"))
 
 
 def monitored_value(result: dict[str, Any]) -> float | None:
