@@ -32,9 +32,7 @@ def compose_config(
     With ``hydra_config`` the run's HydraConfig is set (output dir ``output_dir``, job 0) as
     inside ``python train.py``, and the ``hydra`` node is then dropped from the result.
     """
-    cfg = compose(
-        overrides, config_name, return_hydra_config=hydra_config, conf_dir=CONF
-    )
+    cfg = compose(overrides, config_name, return_hydra_config=hydra_config, conf_dir=CONF)
     if hydra_config:
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)
