@@ -9,7 +9,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from litseg.demo import demo  # noqa: E402
-from litseg.utils.entry import run_reporting_errors  # noqa: E402
+from litseg.utils.entry import main_reporting_errors, run_reporting_errors  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="demo")
@@ -19,4 +19,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_reporting_errors(main)

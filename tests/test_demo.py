@@ -25,9 +25,10 @@ from PIL import Image
 from test_base_install import run_without
 from test_predict import train_checkpoint, write_inputs
 
-from litseg.demo import KEEP_REQUESTS, DemoPredictor, checkpoint_file, load_runner, parse_window
+from litseg.demo import KEEP_REQUESTS, DemoPredictor, load_runner, parse_window
 from litseg.errors import ConfigError
 from litseg.predict import load_predictor, predict
+from litseg.utils.resume import checkpoint_file
 from tests.helpers import compose_config, start_cli
 
 SLIDE = ("slide", "flip", 48)

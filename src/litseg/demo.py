@@ -42,7 +42,7 @@ from litseg.predict import (
     write_mask,
 )
 from litseg.utils.instantiate import require
-from litseg.utils.resume import last_checkpoint
+from litseg.utils.resume import checkpoint_file
 from litseg.visualize import colorize
 
 log = logging.getLogger(__name__)
@@ -56,51 +56,6 @@ MODE_KEYS = {
 }
 # request folders kept on disk: Gradio copies each result into its cache when it is returned
 KEEP_REQUESTS = 4
-
-
-def checkpoint_file(ckpt_path: str | Path) -> Path:
-    """The checkpoint behind ``ckpt_path``: a file is itself; a run directory gives its best
-    checkpoint (the one checkpoint under ``checkpoints/`` besides ``last*.ckpt``, or among
-    several the one its summary.json names), else ``checkpoints/last.ckpt``.
-
-    summary.json is data: it only picks among the files in the run's own ``checkpoints/``.
-    """
-    path = Path(ckpt_path).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file or run directory")
-    folder = path / "checkpoints"
-    best = sorted(p for p in folder.glob("*.ckpt") if p.is_file() and not p.name.startswith("last"))
-    if len(best) > 1:
-        named = _summary_best(path)
-        chosen = [p for p in best if p.name == named]
-        if not chosen:
-            raise ConfigError(
-                f"ckpt_path={ckpt_path} holds {len(best)} checkpoints and no summary.json "
-                f"naming the best; pass one of them: {', '.join(p.name for p in best)}"
-            )
-        best = chosen
-    found = best[0] if best else last_checkpoint(path)
-    if found is None:
-        raise ConfigError(
-            f"ckpt_path={ckpt_path} is a folder without checkpoints/*.ckpt; expected a run "
-            "directory or a .ckpt file"
-        )
-    log.info("ckpt_path=%s: using %s", ckpt_path, found)
-    return found
-
-
-def _summary_best(run_dir: Path) -> str | None:
-    """The file name of the best checkpoint a run's summary.json records, if readable."""
-    import json
-
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    best = summary.get("best_checkpoint") if isinstance(summary, dict) else None
-    return Path(best).name if isinstance(best, str) and best else None
 
 
 def parse_window(text: str | int | None, default: Any) -> Any:
