@@ -87,6 +87,24 @@ def test_last_passes_over_corrupt_and_foreign_checkpoints(tmp_path: Path) -> Non
         resolve_ckpt_path("last", logs, "exp", expected=other)
 
 
+def test_last_passes_over_a_checkpoint_of_another_optimizer(tmp_path: Path) -> None:
+    """An SGD run's optimizer state cannot load into AdamW (KeyError 'step' in torch): the
+    newest checkpoint of another optimizer is passed over with the reason, not loaded."""
+    logs = tmp_path / "logs"
+    model = {"_target_": "litseg.models.unet.UNet", "base_width": 8}
+    adamw = {"model": model, "data": {}, "optimizer": {"_target_": "torch.optim.AdamW"}}
+    sgd = {"model": model, "data": {}, "optimizer": {"_target_": "torch.optim.SGD"}}
+    old = _touch(logs / "exp" / "runs" / "a" / "checkpoints" / "last.ckpt", adamw)
+    new = _touch(logs / "exp" / "runs" / "b" / "checkpoints" / "last.ckpt", sgd)
+    os.utime(old, (1, 1))
+    assert resolve_ckpt_path("last", logs, "exp", expected=adamw) == str(old)
+    assert resolve_ckpt_path("last", logs, "exp", expected=sgd) == str(new)
+    old.unlink()
+    with pytest.raises(ConfigError, match=r"another optimizer \(torch.optim.SGD, this run"):
+        resolve_ckpt_path("last", logs, "exp", expected=adamw)
+    assert resolve_ckpt_path("auto", logs, "exp", expected=adamw) is None
+
+
 def _metrics(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / "summary.json").read_text())["metrics"]
 

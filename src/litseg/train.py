@@ -56,7 +56,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.task_name,
         run_dir,
         # each node resolved in place: a masked copy loses ${paths...} (data.root)
-        expected={k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data")},
+        expected={
+            k: OmegaConf.to_container(cfg[k], resolve=True) if cfg.get(k) is not None else None
+            for k in ("model", "data", "optimizer", "scheduler")
+        },
     )
     if ckpt_path:
         log.info("Resuming from %s (this run writes to %s)", ckpt_path, run_dir)

@@ -140,6 +140,13 @@ def _fits(path: Path, expected: dict[str, Any] | None) -> str | None:
     changed = [k for k in DATA_KEYS if data.get(k) != want_data.get(k)]
     if changed:
         return f"other data (data.{', data.'.join(changed)} differ)"
+    for group in ("optimizer", "scheduler"):  # their stored state only loads into the same kind
+        if group not in expected:
+            continue
+        had = (stored.get(group) or {}).get("_target_")
+        wants = (expected.get(group) or {}).get("_target_")
+        if had != wants:
+            return f"another {group} ({had or 'none'}, this run: {wants or 'none'})"
     return None
 
 
