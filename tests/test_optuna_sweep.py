@@ -310,11 +310,20 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
         proc = start_cli("train.py", *args, f"hydra.sweep.dir={first}", stderr=err)
     try:
         deadline = time.time() + 600
-        # two trials done, the third started: kill the sweep while trial 2 runs
-        while not (first / "2" / ".hydra").is_dir():
+        # two trials done, the third started: kill the sweep while trial 2 runs (the study is
+        # polled, not the folders: on a loaded machine a folder can appear a trial late)
+        states: list[str] = []
+        while states != ["COMPLETE", "COMPLETE", "RUNNING"]:
             assert proc.poll() is None, (tmp_path / "first.err").read_text()[-3000:]
             assert time.time() < deadline, "the sweep did not reach its third trial"
-            time.sleep(0.5)
+            assert len(states) <= 3, f"the sweep passed trial 2 between two polls: {states}"
+            time.sleep(0.1)
+            if (first / "optuna.db").is_file():
+                try:
+                    study = optuna.load_study(study_name="resumable", storage=storage)
+                    states = [t.state.name for t in study.trials]
+                except Exception:  # the sweep is still creating the study's tables
+                    states = []
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
