@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from litseg.errors import ConfigError
-from litseg.train import train
 from litseg.utils.entry import stored_group_overrides
 from litseg.utils.resume import checkpoint_file, resolve_ckpt_path
-from tests.helpers import SHARED_DATA, TINY, compose_config, run_cli
+from tests.helpers import SHARED_DATA, TINY, run_cli, train_run
 
 pytestmark = pytest.mark.slow
 MEMBRANE = SHARED_DATA / "isbi2012_membrane"
@@ -39,19 +37,10 @@ def one_line(run, *needles: str) -> str:
     return lines[0]
 
 
-def _train(run_dir: Path, overrides: list[str]) -> Path:
-    cfg = compose_config("train", overrides, run_dir)
-    try:
-        train(cfg)
-    finally:
-        GlobalHydra.instance().clear()
-    return run_dir
-
-
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny shapes U-Net's run directory (summary.json, best and last checkpoints)."""
-    return _train(tmp_path_factory.mktemp("shapes") / "run", [*TINY, *QUICK])
+    return train_run(tmp_path_factory.mktemp("shapes") / "run", [*TINY, *QUICK])
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +59,7 @@ def membrane_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "test=false",
         *QUICK,
     ]
-    return _train(tmp_path_factory.mktemp("membrane") / "run", overrides)
+    return train_run(tmp_path_factory.mktemp("membrane") / "run", overrides)
 
 
 @pytest.fixture

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from litseg.evaluate import InferenceNet, inference_options
 from litseg.models.unet import UNet
-from litseg.train import train
-from tests.helpers import TINY, compose_config, run_cli
+from tests.helpers import TINY, run_cli, train_run
 
 
 def test_flip_tta_averages_the_flipped_logits() -> None:
@@ -53,12 +51,7 @@ def test_inference_options() -> None:
 def shapes_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("tta") / "run"
     overrides = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=4", "logger=csv"]
-    cfg = compose_config("train", overrides, run_dir)
-    try:
-        train(cfg)
-    finally:
-        GlobalHydra.instance().clear()
-    return run_dir
+    return train_run(run_dir, overrides)
 
 
 def _eval(run_dir: Path, out: Path, *args: str) -> dict:

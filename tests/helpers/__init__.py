@@ -9,6 +9,15 @@ tests/conftest.py holds only fixtures and the environment; test modules import f
 """
 
 from tests.helpers.cli import run_cli, start_cli
-from tests.helpers.configs import CONF, ROOT, SHARED_DATA, TINY, compose_config
+from tests.helpers.configs import CONF, ROOT, SHARED_DATA, TINY, compose_config, train_run
 
-__all__ = ["CONF", "ROOT", "SHARED_DATA", "TINY", "compose_config", "run_cli", "start_cli"]
+__all__ = [
+    "CONF",
+    "ROOT",
+    "SHARED_DATA",
+    "TINY",
+    "compose_config",
+    "run_cli",
+    "start_cli",
+    "train_run",
+]

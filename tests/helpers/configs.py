@@ -44,3 +44,18 @@ def compose_config(
         if hydra_config:
             del cfg.hydra
     return cfg
+
+
+def train_run(run_dir: Path, overrides: list[str]) -> Path:
+    """Train in this process with ``conf/train.yaml`` + ``overrides``, outputs in ``run_dir``
+    (a real Trainer, as train.py runs it); returns ``run_dir``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from litseg.train import train
+
+    cfg = compose_config("train", overrides, run_dir)
+    try:
+        train(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    return run_dir
