@@ -10,7 +10,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from litseg.evaluate import RESTORED_GROUPS, evaluate  # noqa: E402
-from litseg.utils.entry import (  # noqa: E402
+from litseg.runtime.entry import (  # noqa: E402
     main_reporting_errors,
     run_reporting_errors,
     stored_group_overrides,

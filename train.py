@@ -7,12 +7,12 @@ os.environ.setdefault("LITSEG_ROOT", os.path.dirname(os.path.abspath(__file__)))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from litseg.train import train  # noqa: E402
-from litseg.utils.entry import (  # noqa: E402
+from litseg.runtime.entry import (  # noqa: E402
     main_reporting_errors,
     monitored_value,
     run_reporting_errors,
 )
+from litseg.train import train  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

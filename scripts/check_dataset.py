@@ -26,10 +26,10 @@ from hydra.errors import HydraException  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
+from litseg.builders import build_datamodule  # noqa: E402
 from litseg.config import compose  # noqa: E402
 from litseg.data.checks import Report, refusal, scan, show_value  # noqa: E402
 from litseg.errors import ConfigError, DataError, LitsegError  # noqa: E402
-from litseg.utils.instantiate import build_datamodule  # noqa: E402
 
 
 def _fmt(values: list[float]) -> str:

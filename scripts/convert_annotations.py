@@ -35,10 +35,10 @@ from hydra.errors import HydraException  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from litseg.builders import build_datamodule  # noqa: E402
 from litseg.config import compose  # noqa: E402
 from litseg.errors import ConfigError, DataError, LitsegError  # noqa: E402
-from litseg.utils.entry import user_error  # noqa: E402
-from litseg.utils.instantiate import build_datamodule  # noqa: E402
+from litseg.runtime.entry import user_error  # noqa: E402
 
 
 def output_name(image: Path, base: Path) -> str:

@@ -14,7 +14,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from litseg.export import export  # noqa: E402
-from litseg.utils.entry import main_reporting_errors, run_reporting_errors  # noqa: E402
+from litseg.runtime.entry import main_reporting_errors, run_reporting_errors  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="export")

@@ -26,10 +26,10 @@ from omegaconf import open_dict  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from litseg import planning  # noqa: E402
+from litseg.builders import build_datamodule  # noqa: E402
 from litseg.config import compose  # noqa: E402
 from litseg.errors import ConfigError, DataError  # noqa: E402
-from litseg.utils.entry import user_error  # noqa: E402
-from litseg.utils.instantiate import build_datamodule  # noqa: E402
+from litseg.runtime.entry import user_error  # noqa: E402
 
 CONF = ROOT / "conf"
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 os.environ.setdefault("LITSEG_ROOT", str(Path(__file__).resolve().parents[1]))
 
+from litseg.builders import build_datamodule, build_module  # noqa: E402
 from litseg.checkpoint import load_checkpoint, training_config  # noqa: E402
 from litseg.errors import ConfigError  # noqa: E402
-from litseg.utils.instantiate import build_datamodule, build_module  # noqa: E402
 from litseg.visualize import colorize, default_palette, grid  # noqa: E402
 
 

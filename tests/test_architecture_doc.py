@@ -20,7 +20,7 @@ TEXT = PAGE.read_text(encoding="utf-8")
 PACKAGE = ROOT / "src" / "litseg"
 # the files the guide asks a reader to create: named on the page, absent from the tree
 GUIDE_FILES = set(re.findall(r"^# file: (\S+)$", TEXT, re.MULTILINE))
-# a dotted litseg name in backticks, e.g. `litseg.utils.resume.checkpoint_file` or `f(cfg)`
+# a dotted litseg name in backticks, e.g. `litseg.runtime.resume.checkpoint_file` or `f(cfg)`
 DOTTED = re.compile(r"`(litseg(?:\.\w+)+)")
 # a repository path in backticks; <...>, *, { and spaces end it (placeholders and patterns)
 REPO_PATH = re.compile(r"`((?:src|conf|tests|scripts|docs|notebooks)/[^`<*{\s]*)")

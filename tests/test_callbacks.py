@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from litseg.builders import build_module
 from litseg.callbacks import PerformanceOptions, RngStateInCheckpoint
 from litseg.errors import ConfigError
 from litseg.train import train
-from litseg.utils.instantiate import build_module
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 line on stderr that names the key or file, and no traceback (issue 13).
 
 Also: a run directory is accepted as ``ckpt_path`` by eval.py, predict.py and export (its best
-checkpoint, :func:`litseg.utils.resume.checkpoint_file`), and eval.py adjusts the
+checkpoint, :func:`litseg.runtime.resume.checkpoint_file`), and eval.py adjusts the
 checkpoint's data config with ``data.<key>=`` alone (``data.root=`` included).
 """
 
@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from litseg.errors import ConfigError
-from litseg.utils.entry import stored_group_overrides
-from litseg.utils.resume import checkpoint_file, resolve_ckpt_path
+from litseg.runtime.entry import stored_group_overrides
+from litseg.runtime.resume import checkpoint_file, resolve_ckpt_path
 from tests.helpers import SHARED_DATA, TINY, run_cli, train_run
 
 pytestmark = pytest.mark.slow

@@ -6,14 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+from litseg.builders import build_datamodule
 from litseg.config_checks import check_run_config
 from litseg.data.datamodule import SegmentationDataModule
 from litseg.data.datasets.shapes import ShapesDataset
 from litseg.errors import ConfigError
 from litseg.inference import infer, slide, whole
 from litseg.models.unet import UNet
-from litseg.utils.entry import run_reporting_errors
-from litseg.utils.instantiate import build_datamodule
+from litseg.runtime.entry import run_reporting_errors
 from tests.helpers import CONF
 
 PREDICT = ["ckpt_path=model.ckpt", "input=images", "output=masks"]

@@ -8,9 +8,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from litseg.builders import build_callbacks, build_datamodule, build_loggers, build_module
 from litseg.errors import ConfigError, LitsegError
 from litseg.tasks import TASKS
-from litseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from tests.helpers import CONF, TINY
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())

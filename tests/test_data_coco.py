@@ -25,9 +25,9 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from litseg.builders import build_datamodule
 from litseg.data.datasets.coco import CocoDataset
 from litseg.errors import ConfigError, DataError, LitsegError
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import run_cli
 
 # category ids are neither contiguous nor listed in order: classes follow id order

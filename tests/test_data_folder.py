@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from litseg.builders import build_datamodule
 from litseg.data.datasets.folder import FolderDataset
 from litseg.data.files import read_image, read_mask
 from litseg.errors import ConfigError, DataError
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import run_cli
 
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 255, 0)]

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from litseg.builders import build_datamodule
 from litseg.data.datasets.labelme import LabelMeDataset
 from litseg.errors import ConfigError, DataError, LitsegError
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import run_cli
 
 LABELS = ["background", "car", "pedestrian", "pole"]

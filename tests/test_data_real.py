@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from litseg.builders import build_datamodule
 from litseg.data.datasets.camvid import CamVidDataset
 from litseg.data.datasets.membrane import MembraneDataset
 from litseg.errors import ConfigError, DataError
-from litseg.utils.instantiate import build_datamodule
 
 DATA = Path(os.environ["LITSEG_DATA_DIR"])
 CAMVID, MEMBRANE = DATA / "camvid", DATA / "isbi2012_membrane"

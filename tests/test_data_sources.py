@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from litseg.builders import build_datamodule
 from litseg.data.datasets.cityscapes import CityscapesDataset, train_id_table
 from litseg.errors import ConfigError, DataError
-from litseg.utils.instantiate import build_datamodule
 
 FAST = ["data.num_workers=0", "data.batch_size=2", "data.eval_batch_size=2", "augment=none"]
 

@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from litseg.builders import build_datamodule
 from litseg.data.datamodule import SegmentationDataModule, check_data_keys, default_num_workers
 from litseg.errors import ConfigError
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import TINY, run_cli
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from litseg.utils.launch import job_command_line
+from litseg.runtime.launch import job_command_line
 from tests.helpers import ROOT, run_cli
 
 COMMON = [

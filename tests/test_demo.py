@@ -28,7 +28,7 @@ from test_predict import train_checkpoint, write_inputs
 from litseg.demo import KEEP_REQUESTS, DemoPredictor, load_runner, parse_window
 from litseg.errors import ConfigError
 from litseg.predict import load_predictor, predict
-from litseg.utils.resume import checkpoint_file
+from litseg.runtime.resume import checkpoint_file
 from tests.helpers import compose_config, start_cli
 
 SLIDE = ("slide", "flip", 48)

@@ -15,11 +15,11 @@ from omegaconf import OmegaConf, open_dict
 from PIL import Image
 from torch import nn
 
+from litseg.builders import build_datamodule
 from litseg.callbacks import CONFIG_KEY
 from litseg.errors import ConfigError, DataError
 from litseg.predict import load_predictor, predict
 from litseg.train import train
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import SHARED_DATA, compose_config
 
 MEMBRANE = SHARED_DATA / "isbi2012_membrane"

@@ -8,12 +8,12 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from litseg.builders import build_module
 from litseg.data.class_frequency import median_frequency_weights
 from litseg.errors import ConfigError
 from litseg.losses.ce import CrossEntropyLoss
 from litseg.module import SegmentationModule
 from litseg.train import train
-from litseg.utils.instantiate import build_module
 
 
 class TwoHeads(nn.Module):

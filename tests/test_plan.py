@@ -12,10 +12,10 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from litseg import planning
+from litseg.builders import build_datamodule
 from litseg.data.class_frequency import median_frequency_weights
 from litseg.data.datasets.shapes import ShapesDataset
 from litseg.errors import ConfigError
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import ROOT, run_cli
 
 spec = importlib.util.spec_from_file_location("plan_script", ROOT / "scripts/plan.py")

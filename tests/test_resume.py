@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from litseg.errors import ConfigError
-from litseg.utils.resume import resolve_ckpt_path
+from litseg.runtime.resume import resolve_ckpt_path
 from tests.helpers import TINY, run_cli, start_cli
 
 ARGS = [

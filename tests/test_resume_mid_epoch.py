@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import torch
 
+from litseg.builders import build_datamodule
 from litseg.data.resumable import EpochSampler, ResumableLoader, SeededSamples
-from litseg.utils.instantiate import build_datamodule
 from tests.helpers import TINY, run_cli, start_cli
 
 TASK = "mid_epoch"
@@ -234,10 +234,10 @@ def test_a_stop_signal_waits_for_the_optimizer_step_under_gradient_accumulation(
 ) -> None:
     from lightning import Callback, Trainer
 
+    from litseg.builders import build_module
     from litseg.callbacks import ResumableModelCheckpoint
     from litseg.errors import RunInterrupted
     from litseg.run_stops import StopOnSignal
-    from litseg.utils.instantiate import build_module
 
     class SignalAtFirstBatch(Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

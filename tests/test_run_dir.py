@@ -10,7 +10,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from litseg.config import compose
-from litseg.utils.run_dir import CLAIM, SWEEP_CLAIM, RefuseExistingRunDir
+from litseg.runtime.run_dir import CLAIM, SWEEP_CLAIM, RefuseExistingRunDir
 from tests.helpers import CONF, ROOT, TINY
 
 # the cheapest real run: build everything, train and test nothing

@@ -1,5 +1,6 @@
 """logger=wandb with no API key and no network: offline run files inside the run directory;
-with a server that does not answer, offline within a few seconds instead of hanging."""
+with a server that does not answer, offline within a few seconds instead of hanging; the
+check runs when the logger is built, never while the config is composed or resolved."""
 
 import re
 import socket
@@ -11,7 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
+from litseg.builders import WANDB_AUTO, settle_wandb
 from litseg.train import train
 from litseg.utils.wandb_mode import CACHE_ENV, server_reachable, wandb_should_be_offline
 from tests.helpers import TINY, run_cli
@@ -132,6 +135,36 @@ def test_silent_server_means_offline_within_the_budget(
         assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
 
 
+def test_composing_a_wandb_config_opens_no_connection(
+    wandb_env: pytest.MonkeyPatch, make_cfg
+) -> None:
+    """A key and a silent server: composing and resolving logger=wandb neither connects nor
+    waits; building the logger (settle_wandb, its first step) checks once and goes offline."""
+    wandb_env.setenv(CACHE_ENV, "")  # restored after the test, whatever the check caches
+    with tarpit() as (url, accepted):
+        wandb_env.setenv("WANDB_BASE_URL", url)
+        started = time.monotonic()
+        cfg = make_cfg("logger=wandb", "logger.wandb.log_model=true")
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert time.monotonic() - started < 30.0
+        time.sleep(0.3)  # the tarpit accepts every 0.1 s at the latest
+        assert not accepted, "composing the config connected to the W&B server"
+        assert resolved["logger"]["wandb"]["offline"] == WANDB_AUTO
+        settle_wandb(cfg)
+        time.sleep(0.3)
+        assert len(accepted) == 1
+    assert cfg.logger.wandb.offline is True
+    assert cfg.logger.wandb.log_model is False
+
+
+def test_a_bad_offline_value_is_one_error_naming_the_key(make_cfg) -> None:
+    from litseg.errors import ConfigError
+
+    cfg = make_cfg("logger=wandb", "logger.wandb.offline=sometimes")
+    with pytest.raises(ConfigError, match=r"logger\.wandb\.offline=sometimes"):
+        settle_wandb(cfg)
+
+
 @pytest.mark.slow
 def test_train_with_a_silent_wandb_server_starts_offline(
     wandb_env: pytest.MonkeyPatch, tmp_path: Path
@@ -168,8 +201,9 @@ def test_wandb_offline_run_files_hold_the_metrics(
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     cfg = make_cfg("logger=wandb", "debug=limit", "trainer.max_epochs=1", "test=false")
-    assert cfg.logger.wandb.offline is True
+    assert cfg.logger.wandb.offline == WANDB_AUTO  # decided when the logger is built
     train(cfg)
+    assert cfg.logger.wandb.offline is True
     import wandb
 
     wandb.finish()

@@ -8,8 +8,8 @@ import torch
 
 from litseg.callbacks import CONFIG_KEY
 from litseg.errors import ConfigError
+from litseg.runtime.resume import checkpoint_file
 from litseg.stored_config import check_stored_config, without_downloads
-from litseg.utils.resume import checkpoint_file
 
 
 def load_checkpoint(
@@ -18,7 +18,7 @@ def load_checkpoint(
     """The checkpoint dict at ``path``, loaded with ``weights_only=True`` on the CPU.
 
     ``path`` may be a run directory: its best checkpoint is loaded
-    (:func:`litseg.utils.resume.checkpoint_file`, the rule every entry point shares).
+    (:func:`litseg.runtime.resume.checkpoint_file`, the rule every entry point shares).
 
     Its stored litseg config is checked against the target allowlist (``allow_targets``
     adds the caller's own) before anyone can build from it, and its model node is told not

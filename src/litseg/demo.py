@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
+from litseg.builders import require
 from litseg.config_checks import check_number, check_run_config, check_window
 from litseg.errors import ConfigError, LitsegError
 from litseg.extras import require_extra
@@ -41,8 +42,7 @@ from litseg.predict import (
     save_png,
     write_mask,
 )
-from litseg.utils.instantiate import require
-from litseg.utils.resume import checkpoint_file
+from litseg.runtime.resume import checkpoint_file
 from litseg.visualize import colorize
 
 log = logging.getLogger(__name__)

@@ -29,14 +29,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import Subset
 
+from litseg.builders import build_datamodule, build_loggers, build_module, require
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.config_checks import check_run_config
 from litseg.errors import ConfigError
 from litseg.inference import infer, model_stride
 from litseg.metrics import predictions
+from litseg.runtime.resume import checkpoint_file
 from litseg.train import output_dir
-from litseg.utils.instantiate import build_datamodule, build_loggers, build_module, require
-from litseg.utils.resume import checkpoint_file
 from litseg.utils.summary import to_floats, write_summary
 from litseg.visualize import comparison, palette_for, save_png, to_uint8_image
 

@@ -18,11 +18,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from litseg.builders import require
 from litseg.errors import ConfigError
 from litseg.extras import require_extra
 from litseg.inference import logits_of, pad_to_multiple
 from litseg.predict import Predictor, find_images, load_predictor, read_image
-from litseg.utils.instantiate import require
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def real_images(predictor: Predictor, source: str | None, count: int) -> list[to
     if source:
         _, files = find_images(source)
         return [predictor.prepare(read_image(p, predictor.in_channels)) for p in files[:count]]
-    from litseg.utils.instantiate import build_datamodule
+    from litseg.builders import build_datamodule
 
     try:
         datamodule = build_datamodule(predictor.config)

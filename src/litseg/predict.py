@@ -27,6 +27,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from litseg.builders import require
 from litseg.checkpoint import load_checkpoint, training_config
 from litseg.config_checks import check_run_config
 from litseg.data.encoding import MaskEncoding, stored_encoding
@@ -35,7 +36,6 @@ from litseg.data.files import read_image as read_file_image
 from litseg.errors import ConfigError, LitsegError
 from litseg.inference import infer, model_stride
 from litseg.metrics import predictions
-from litseg.utils.instantiate import require
 from litseg.utils.io import atomic_write_bytes
 from litseg.visualize import mask_to_pil, overlay, palette_for, to_display_image
 

@@ -13,20 +13,21 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from litseg.builders import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_module,
+    settle_wandb,
+)
 from litseg.callbacks import ResumableModelCheckpoint, RngStateInCheckpoint, StoreRunConfig
 from litseg.checkpoint_io import AtomicCheckpointIO
 from litseg.config_checks import check_run_config
 from litseg.errors import ConfigError, LitsegError, RunStopped
 from litseg.run_history import carry_history
+from litseg.runtime.launch import distributed_job
+from litseg.runtime.resume import resolve_ckpt_path
 from litseg.tuning import run_finders
-from litseg.utils.instantiate import (
-    build_callbacks,
-    build_datamodule,
-    build_loggers,
-    build_module,
-)
-from litseg.utils.launch import distributed_job
-from litseg.utils.resume import resolve_ckpt_path
 from litseg.utils.summary import to_floats, write_summary
 
 log = logging.getLogger(__name__)
@@ -193,19 +194,14 @@ def _hydra_launcher_target() -> str | None:
 
 
 def _prepare_wandb(cfg: DictConfig) -> None:
-    """W&B settings that depend on the run: multirun jobs share a group named after the sweep
-    (unless one is set); checkpoints are uploaded only online (Lightning refuses offline)."""
+    """W&B settings that depend on the run: online or offline decided now (before the config
+    is stored, :func:`litseg.builders.settle_wandb`; checkpoints are uploaded only online) and
+    multirun jobs share a group named after the sweep (unless one is set)."""
     wandb_cfg = OmegaConf.select(cfg, "logger.wandb")
     if wandb_cfg is None:
         return
+    settle_wandb(cfg)
     with open_dict(cfg):
-        if wandb_cfg.get("offline") and wandb_cfg.get("log_model"):
-            log.warning(
-                "logger.wandb.log_model=%s ignored: W&B is offline (no API key); the "
-                "checkpoints stay in the run directory",
-                wandb_cfg.log_model,
-            )
-            wandb_cfg.log_model = False
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         if multirun and wandb_cfg.get("group") is None:
             wandb_cfg.group = f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}"

@@ -76,7 +76,7 @@ def device_label(device: str) -> str:
 
 def build_fit_datamodule(cfg: DictConfig) -> L.LightningDataModule:
     """The configured data module, set up for fitting."""
-    from litseg.utils.instantiate import build_datamodule
+    from litseg.builders import build_datamodule
 
     dm = build_datamodule(cfg)
     dm.setup("fit")
@@ -142,9 +142,9 @@ def lightning_ips(
     """
     from torch.utils.data import DataLoader
 
+    from litseg.builders import build_callbacks, build_loggers
     from litseg.callbacks import PerformanceOptions
     from litseg.module import SegmentationModule
-    from litseg.utils.instantiate import build_callbacks, build_loggers
 
     module = SegmentationModule(
         net=net,

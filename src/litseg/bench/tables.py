@@ -91,7 +91,7 @@ def model_row(
 def loader_report(overrides: list[str], batches: int, steps: int) -> list[str]:
     """Loader images/s vs the model's training images/s for one composed config: the model is
     timed on one batch repeated (forward, loss, backward, its own optimizer's step)."""
-    from litseg.utils.instantiate import build_datamodule, build_module
+    from litseg.builders import build_datamodule, build_module
 
     cfg = compose_train(*overrides)
     datamodule = build_datamodule(cfg)

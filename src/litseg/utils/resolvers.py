@@ -1,4 +1,7 @@
-"""OmegaConf resolvers used by conf/: registered once, when litseg is imported."""
+"""OmegaConf resolvers used by conf/: registered once, when litseg is imported.
+
+None of them touches the network: resolving a config must stay fast and offline (W&B's
+online/offline mode is decided when its logger is built, in litseg.builders)."""
 
 import os
 from typing import Any
@@ -10,13 +13,6 @@ def by_task(task: str, binary: Any, otherwise: Any) -> Any:
     """Pick the binary value when ``task`` is binary, e.g. one output channel instead of C."""
     value = binary if task == "binary" else otherwise
     return OmegaConf.create(value) if isinstance(value, list | dict) else value
-
-
-def wandb_offline() -> bool:
-    """True when W&B should log offline: WANDB_MODE says so or no credentials are present."""
-    from litseg.utils.wandb_mode import wandb_should_be_offline
-
-    return wandb_should_be_offline()
 
 
 def cpu_precision() -> str:
@@ -57,7 +53,6 @@ def register_resolvers() -> None:
     """Register litseg's resolvers (idempotent)."""
     for name, fn in {
         "litseg.by_task": by_task,
-        "litseg.wandb_offline": wandb_offline,
         "litseg.cpu_precision": cpu_precision,
         "litseg.length": length,
         "litseg.under": under,

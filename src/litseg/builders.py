@@ -1,4 +1,5 @@
-"""Turn the composed config into objects: the one place that reads config groups."""
+"""The builders: turn the composed config into objects, the one place that reads config
+groups (datamodule, module, callbacks, loggers)."""
 
 import copy
 import logging
@@ -20,8 +21,11 @@ from litseg.errors import ConfigError
 from litseg.losses import check_loss_fits_task
 from litseg.module import SegmentationModule
 from litseg.tasks import check_num_classes, check_task
+from litseg.utils.wandb_mode import wandb_should_be_offline
 
 log = logging.getLogger(__name__)
+# logger.wandb.offline: decide online/offline when the logger is built (see settle_wandb)
+WANDB_AUTO = "auto"
 
 
 def group_choice(group: str) -> str | None:
@@ -127,6 +131,37 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return _instantiate_all(cfg.get("callbacks"), "callbacks")
 
 
+def settle_wandb(cfg: DictConfig) -> None:
+    """Decide ``logger.wandb.offline: auto`` now, in ``cfg``: offline without an API key or
+    an answering server (:func:`litseg.utils.wandb_mode.wandb_should_be_offline`).
+
+    Done when the logger is about to be built, never while the config resolves, so composing
+    a config opens no network connection. Offline W&B cannot upload checkpoints, so
+    ``log_model`` is then switched off with a warning. Idempotent.
+    """
+    wandb_cfg = OmegaConf.select(cfg, "logger.wandb")
+    if wandb_cfg is None:
+        return
+    offline = wandb_cfg.get("offline")
+    if offline not in (True, False, WANDB_AUTO):
+        raise ConfigError(
+            f"logger.wandb.offline={offline}: expected true, false or {WANDB_AUTO} "
+            "(online when an API key is set and the W&B server answers)"
+        )
+    with open_dict(cfg):
+        if offline == WANDB_AUTO:
+            wandb_cfg.offline = wandb_should_be_offline()
+        if wandb_cfg.offline and wandb_cfg.get("log_model"):
+            log.warning(
+                "logger.wandb.log_model=%s ignored: W&B is offline; the checkpoints stay in "
+                "the run directory",
+                wandb_cfg.log_model,
+            )
+            wandb_cfg.log_model = False
+
+
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """Every logger under ``logger`` (a null entry switches one off)."""
+    """Every logger under ``logger`` (a null entry switches one off); W&B's online or
+    offline mode is decided here (:func:`settle_wandb`)."""
+    settle_wandb(cfg)
     return _instantiate_all(cfg.get("logger"), "logger")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from litseg.console import SKIP_CONSOLE, quiet_third_party_logs
 from litseg.errors import ConfigError, LitsegError, RunStopped
-from litseg.utils.run_dir import CLAIM, claimant
+from litseg.runtime.run_dir import CLAIM, claimant
 
 log = logging.getLogger("litseg")
 T = TypeVar("T")
