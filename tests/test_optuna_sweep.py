@@ -310,10 +310,12 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
         proc = start_cli("train.py", *args, f"hydra.sweep.dir={first}", stderr=err)
     try:
         deadline = time.time() + 600
-        # two trials done, the third started: kill the sweep while trial 2 runs (the study is
-        # polled, not the folders: on a loaded machine a folder can appear a trial late)
+        # two trials done, the third started and in its folder: kill the sweep while trial 2
+        # runs (the study is polled too: on a loaded machine a folder can appear a trial late)
         states: list[str] = []
-        while states != ["COMPLETE", "COMPLETE", "RUNNING"]:
+        while (
+            states != ["COMPLETE", "COMPLETE", "RUNNING"] or not (first / "2" / ".hydra").is_dir()
+        ):
             assert proc.poll() is None, (tmp_path / "first.err").read_text()[-3000:]
             assert time.time() < deadline, "the sweep did not reach its third trial"
             assert len(states) <= 3, f"the sweep passed trial 2 between two polls: {states}"
