@@ -84,7 +84,7 @@ class Fingerprint:
     # per label value: connected regions (4-connected) of SPECK pixels or more, their smallest,
     # 5th-percentile and median areas in pixels, and the specks; None where it never appears
     regions: list[dict[str, int] | None]
-    weights: list[float]  # median-frequency weights (losses/class_weights.py)
+    weights: list[float]  # median-frequency weights (data/class_frequency.py)
 
     @property
     def short_side(self) -> int:
