@@ -32,24 +32,35 @@ def _value(text: str) -> Any:
         return text
 
 
+def _read_yaml(path: Path) -> Any:
+    """The file's YAML, or None where it is missing or cut short."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def load_jobs(sweep_dir: Path, prefix: str = "") -> list[dict[str, Any]]:
     """One record per job folder: its number, overrides, config monitor and summary (if any);
     ``prefix`` goes before the job's name."""
     jobs = []
     for folder in sweep_dir.iterdir():
-        overrides_file = folder / ".hydra" / "overrides.yaml"
-        if not folder.is_dir() or not overrides_file.is_file():
+        if not (folder / ".hydra").is_dir():
             continue
-        overrides = yaml.safe_load(overrides_file.read_text()) or []
-        config_file = folder / ".hydra" / "config.yaml"
-        config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+        # a job killed while Hydra wrote its files has some of them, or part of one
+        overrides = _read_yaml(folder / ".hydra" / "overrides.yaml")
+        overrides = (
+            [o for o in overrides if isinstance(o, str)] if isinstance(overrides, list) else []
+        )
+        config = _read_yaml(folder / ".hydra" / "config.yaml")
+        config = config if isinstance(config, dict) else {}
         summary_file = folder / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
         jobs.append(
             {
                 "job": prefix + folder.name,
                 "overrides": dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o),
-                "monitor": (config or {}).get("monitor") or {},
+                "monitor": config.get("monitor") or {},
                 "summary": summary,
             }
         )

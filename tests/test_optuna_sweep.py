@@ -314,7 +314,8 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
         # runs (the study is polled too: on a loaded machine a folder can appear a trial late)
         states: list[str] = []
         while (
-            states != ["COMPLETE", "COMPLETE", "RUNNING"] or not (first / "2" / ".hydra").is_dir()
+            states != ["COMPLETE", "COMPLETE", "RUNNING"]
+            or not (first / "2" / ".hydra" / "overrides.yaml").is_file()
         ):
             assert proc.poll() is None, (tmp_path / "first.err").read_text()[-3000:]
             assert time.time() < deadline, "the sweep did not reach its third trial"

@@ -58,6 +58,25 @@ def test_leaderboard_ranks_by_the_monitor_and_lists_unfinished_jobs_last(
         assert [r["job"] for r in csv.DictReader(f)] == ["3", "0", "2", "1"]
 
 
+def test_a_job_killed_while_hydra_wrote_its_files_is_listed_unfinished(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    sweep = tmp_path / "sweep"
+    _job(sweep, 0, ["optimizer.lr=0.1"], 0.3, mode="min")
+    (sweep / "1" / ".hydra").mkdir(parents=True)  # killed before any file was written
+    (sweep / "2" / ".hydra").mkdir(parents=True)
+    (sweep / "2" / ".hydra" / "config.yaml").write_text("monitor: {metric: val/lo")  # cut short
+    (sweep / "not_a_job").mkdir()
+    assert summarize_sweep.main([str(sweep)]) == 0
+    with open(sweep / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], r["status"]) for r in rows] == [
+        ("0", "done"),
+        ("1", "unfinished"),
+        ("2", "unfinished"),
+    ]
+
+
 def test_summarize_sweep_refuses_a_folder_without_jobs(tmp_path: Path) -> None:
     proc = run_cli("scripts/summarize_sweep.py", str(tmp_path))
     assert proc.returncode == 2
