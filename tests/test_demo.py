@@ -8,7 +8,6 @@ compares both with ``python predict.py``'s output for the same image and setting
 """
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from litseg.errors import ConfigError
 from litseg.predict import load_predictor, predict
 from litseg.runtime.resume import checkpoint_file
 from tests.helpers import compose_config, start_cli
+from tests.helpers.apt import apt_install
 
 SLIDE = ("slide", "flip", 48)
 
@@ -188,28 +188,6 @@ def _browser_paths() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def _install_chromium() -> str | None:
-    """apt-get install Debian's chromium and chromium-driver; why it failed, or None."""
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return "no chromium/chromedriver on PATH and no apt-get to install them"
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if sudo and shutil.which("sudo") is None:
-        return "no chromium/chromedriver on PATH, and apt-get needs root (no sudo)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["update"], ["install", "-y", "chromium", "chromium-driver"]):
-        try:
-            done = subprocess.run(
-                [*sudo, apt, *args], env=env, capture_output=True, text=True, timeout=600
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"apt-get {args[0]} failed: {exc}"
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            return f"apt-get {args[0]} failed ({done.returncode}): {last}"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser():
     """A headless Chromium driven by selenium; skipped with the reason it cannot start."""
@@ -219,7 +197,7 @@ def browser():
 
     paths = _browser_paths()
     if paths is None:
-        why = _install_chromium()
+        why = apt_install("chromium", "chromium-driver")
         paths = _browser_paths()
         if paths is None:
             pytest.skip(f"headless Chromium unavailable: {why or 'not on PATH after apt-get'}")

@@ -43,6 +43,7 @@ from litseg.optuna_trial import (
     open_storage,
 )
 from tests.helpers import compose_config, run_cli, start_cli
+from tests.helpers.apt import apt_install
 
 D = optuna.distributions
 # one tiny training per trial: one batch of 8 images of 32x32, one validation batch
@@ -459,21 +460,6 @@ def _postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _install_postgres() -> str:
-    """apt-get install postgresql (a fresh CI machine); '' when done, else why not."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "not root or no apt-get to install postgresql"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
-        try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"{' '.join(cmd)}: {exc}"
-        if done.returncode != 0:
-            return f"{' '.join(cmd)} failed: {done.stderr.strip()[-300:]}"
-    return ""
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -487,7 +473,7 @@ def postgres_url() -> Iterator[str]:
     pytest.importorskip("psycopg", reason="psycopg (the sweep extra) is not installed")
     bin_dir = _postgres_bin()
     if bin_dir is None:
-        why = _install_postgres()
+        why = apt_install("postgresql")
         bin_dir = _postgres_bin()
         if bin_dir is None:
             pytest.skip(f"no PostgreSQL server binaries (initdb, pg_ctl): {why}")

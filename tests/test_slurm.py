@@ -27,6 +27,7 @@ from scripts.slurm_cluster import (
     missing_commands,
 )
 from tests.helpers import ROOT, TINY, run_cli
+from tests.helpers.apt import apt_lock
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,8 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
         pytest.skip("a SLURM cluster needs root here (slurmd starts jobs as their owner)")
     if missing_commands():
         try:
-            install_packages()
+            with apt_lock():  # tests beside this one may be installing their packages
+                install_packages()
         except ClusterError as exc:
             pytest.skip(f"SLURM packages not installable: {exc}")
         if missing_commands():

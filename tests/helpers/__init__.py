@@ -4,6 +4,8 @@
   :func:`compose_config`, a real composition of conf/ whose outputs go under a test folder.
 - :mod:`tests.helpers.cli`: :func:`run_cli` and :func:`start_cli`, the repository's scripts
   run as a user runs them.
+- :mod:`tests.helpers.apt`: :func:`apt_install` of the Debian packages a test needs, one
+  installer at a time.
 
 tests/conftest.py holds only fixtures and the environment; test modules import from here.
 """
