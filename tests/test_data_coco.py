@@ -24,10 +24,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from torch.utils.data import Subset
 
 from litseg.builders import build_datamodule
 from litseg.data.datasets.coco import CocoDataset
 from litseg.errors import ConfigError, DataError, LitsegError
+from litseg.evaluate import image_file
 from tests.helpers import run_cli
 
 # category ids are neither contiguous nor listed in order: classes follow id order
@@ -148,6 +150,16 @@ def test_masks_equal_pycocotools_pixel_for_pixel(tree) -> None:
         # every drawing path took part: polygons, compressed RLE, crowd RLE, background
         assert {0, 1, 3, 255} <= seen, seen
     assert dataset.class_names == NAMES
+
+
+def test_eval_reports_name_each_image_file(tree) -> None:
+    dataset = CocoDataset(tree, "train", "annotations/train.json", "annotations/val.json")
+    names = [image_file(dataset, k, str(tree)) for k in range(len(dataset))]
+    assert names == [
+        f"images/{item.path.relative_to(tree / 'images').as_posix()}" for item in dataset.items
+    ]
+    assert all(name.startswith("images/seq/") for name in names)  # file_name's sub-folder kept
+    assert image_file(Subset(dataset, [2]), 0) == str(dataset.items[2].path)
 
 
 def test_overlap_rule_crowd_and_empty_images(tree) -> None:

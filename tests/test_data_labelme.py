@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 from litseg.builders import build_datamodule
 from litseg.data.datasets.labelme import LabelMeDataset
 from litseg.errors import ConfigError, DataError, LitsegError
+from litseg.evaluate import image_file
 from tests.helpers import run_cli
 
 LABELS = ["background", "car", "pedestrian", "pole"]
@@ -133,6 +134,14 @@ def test_masks_equal_pycocotools_and_shapes_paint_in_file_order(tree) -> None:
     assert dataset.items[0].image_path.parent.name == "val"
     first = LabelMeDataset(tree, "train", labels=LABELS).items[0]
     assert first.image_path == tree / "images" / f"{first.json_path.stem}.png"
+
+
+def test_eval_reports_name_each_image_file(tree) -> None:
+    dataset = LabelMeDataset(tree, "train", labels=LABELS)
+    names = [image_file(dataset, k, str(tree)) for k in range(len(dataset))]
+    # each JSON's imagePath, relative to the data root (images/ or beside the JSON)
+    assert names == [item.image_path.relative_to(tree).as_posix() for item in dataset.items]
+    assert {name.split("/")[0] for name in names} == {"images", "train"}
 
 
 def test_single_pool_splits_and_the_config_follows_the_labels(make_cfg, tmp_path) -> None:

@@ -264,14 +264,14 @@ def images_seen(trainer: L.Trainer, datamodule: Any, split: str) -> int:
 
 
 def image_file(dataset: Any, index: int, root: str | None = None) -> str | None:
-    """The image file behind ``dataset[index]`` for datasets of file pairs (``pairs``),
-    relative to ``root`` when it lies under it; None for generated data."""
+    """The image file behind ``dataset[index]`` for datasets read from files (their
+    ``image_path``), relative to ``root`` when it lies under it; None for generated data."""
     while isinstance(dataset, Subset):
         dataset, index = dataset.dataset, dataset.indices[index]
-    pairs = getattr(dataset, "pairs", None)
-    if not pairs:
+    image_path = getattr(dataset, "image_path", None)
+    if image_path is None:
         return None
-    path = Path(pairs[index][0])
+    path = Path(image_path(index))
     if root and path.is_relative_to(root):
         return str(path.relative_to(root))
     return str(path)

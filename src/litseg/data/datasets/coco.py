@@ -323,6 +323,10 @@ class CocoDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def image_path(self, index: int) -> Path:
+        """The image file of item ``index`` (evaluation reports name it)."""
+        return self.items[index].path
+
     def mask(self, index: int) -> np.ndarray:
         """The semantic mask of image ``index`` as int64 class indices."""
         return coco_mask(self.items[index], self.ignore_index, f"{self.json_path}: annotation id")

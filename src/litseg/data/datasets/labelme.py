@@ -216,6 +216,10 @@ class LabelMeDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def image_path(self, index: int) -> Path:
+        """The image file of item ``index`` (evaluation reports name it)."""
+        return self.items[index].image_path
+
     def mask(self, index: int) -> np.ndarray:
         """The semantic mask of item ``index`` as int64 class indices."""
         return labelme_mask(self.items[index], self.ignore_index)

@@ -60,6 +60,10 @@ class PairedFilesDataset(SegmentationDataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def image_path(self, index: int) -> Path:
+        """The image file of pair ``index`` (evaluation reports name it)."""
+        return self.pairs[index][0]
+
     def read_mask(self, path: Path) -> np.ndarray:
         """The mask at ``path`` as int64 class indices (subclasses may re-encode)."""
         return read_mask(path, encoding=self.encoding)
