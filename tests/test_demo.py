@@ -274,7 +274,11 @@ def test_browser_upload_returns_predict_py_mask(
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_for_server(url, server, log)
-        assert f"Open http://127.0.0.1:{port}" in log.read_text()
+        # the server answers a moment before launch() returns and the line is logged
+        end = time.monotonic() + 60
+        while f"Open http://127.0.0.1:{port}" not in log.read_text():
+            assert time.monotonic() < end, log.read_text()[-3000:]
+            time.sleep(0.2)
         _, err = reference.communicate(timeout=300)
         assert reference.returncode == 0, err[-2000:]
         want = (tmp_path / "out" / "b.png").read_bytes()

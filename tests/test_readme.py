@@ -2,11 +2,12 @@
 
 The README's ```bash blocks are read as they are (a block added tomorrow is picked up), each
 command is given tiny limits (one batch per split, one epoch, tiny shapes models, two Optuna
-trials), placeholders become real files (the shared CamVid and membrane data, a small folder
-dataset, COCO and LabelMe exports drawn from CamVid, checkpoints trained here) and everything
-writes under the test's temporary folder. A command runs unless :data:`SKIPS` names it with
-the reason (a GPU, a cluster, a server or a network it needs); a command of a script without
-a rule here fails the test, so a new README command gets a rule or a stated skip.
+trials, short finder searches), placeholders become real files (the shared CamVid and
+membrane data, a small folder dataset, COCO and LabelMe exports drawn from CamVid,
+checkpoints trained here) and everything writes under the test's temporary folder. A command
+runs unless :data:`SKIPS` names it with the reason (a GPU, a cluster, a server or a network it
+needs); a command of a script without a rule here fails the test, so a new README command gets
+a rule or a stated skip.
 """
 
 import os
@@ -47,6 +48,9 @@ LIMITS = [
     "trainer.limit_test_batches=1",
     "data.num_workers=0",
 ]
+
+# what a command that runs Lightning's finders gets appended: short searches
+TUNE_LIMITS = ["tune.lr_find.num_training=8", "tune.batch_size_find.max_val=8"]
 
 
 def readme_commands(text: str) -> list[str]:
@@ -181,6 +185,10 @@ class Workspace:
                 if not any(a.startswith(("model=", "experiment=")) for a in args):
                     args += [o for o in TINY if o.startswith("model.") and _key(o) not in keys]
             args += [o for o in LIMITS if _key(o) not in keys]
+            if "hparams_search=optuna" in args and "hydra.sweeper.n_trials" not in keys:
+                args.append("hydra.sweeper.n_trials=2")  # not the search's 20
+            if any(a.startswith("tune.") for a in args):
+                args += [o for o in TUNE_LIMITS if _key(o) not in keys]
             # run folders where the README says (logs/<task>/runs/<time>), under the test's
             # folder: ckpt_path=last and summarize_sweep.py find them there
             args.append(f"paths.log_dir={self.logs}")
