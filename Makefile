@@ -22,11 +22,14 @@ install: $(STAMP)  ## create .venv and install litseg with its dev, sweep and de
 train: install  ## train the default experiment (U-Net on the generated shapes data)
 	$(PY) train.py $(ARGS)
 
+# one pytest worker per core, each test file on one worker (its module fixtures built once)
+XDIST := -n auto --dist loadfile
+
 test: install  ## run the whole test suite
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: install  ## skip the slow tests
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(ARGS)
 
 reproduce: install  ## train the full recipes on the GPU, rows into docs/results.json (ARGS=--smoke: CPU check)
 	$(PY) scripts/reproduce.py $(ARGS)

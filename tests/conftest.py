@@ -1,6 +1,11 @@
 """Fixtures and the test environment; the helpers themselves live in tests/helpers/."""
 
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: each worker, and the scripts it starts,
+    # computes on one thread (set before torch loads; more threads per worker oversubscribe)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 from collections.abc import Callable
 from pathlib import Path
 
