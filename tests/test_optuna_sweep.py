@@ -199,7 +199,11 @@ def test_trials_of_a_silent_sweep_on_another_machine_are_failed_and_asked_again(
     stale, again = study.trials
     assert (stale.state.name, again.state.name) == ("FAIL", "WAITING")
     assert again.user_attrs[RETRY_OF] == 0 and again.system_attrs["fixed_params"] == trial.params
-    assert sweeper.counts(study.trials) == [again]
+    # the retry takes its place when it is asked (the next ask), not while it waits
+    assert sweeper.counts(study.trials) == []
+    asked = study.ask({"x": space["x"].distribution})
+    assert asked.number == again.number and asked.params == trial.params
+    assert [t.number for t in sweeper.counts(study.trials)] == [again.number]
 
 
 def test_a_storage_that_is_not_a_database_url_is_one_clear_error(tmp_path: Path) -> None:
@@ -309,32 +313,43 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
     args += ["hydra.sweeper.pruner.name=none", "hydra.sweeper.study_name=resumable"]
     with open(tmp_path / "first.err", "w") as err:
         proc = start_cli("train.py", *args, f"hydra.sweep.dir={first}", stderr=err)
+
+    def running() -> int | None:
+        """k when the study holds k >= 2 completed trials and trial k runs in its folder."""
+        try:
+            states = [
+                t.state.name
+                for t in optuna.load_study(study_name="resumable", storage=storage).trials
+            ]
+        except Exception:  # no database yet, or the sweep is still creating the study's tables
+            return None
+        k = len(states) - 1
+        done = states == ["COMPLETE"] * k + ["RUNNING"]
+        if done and k >= 2 and (first / str(k) / ".hydra" / "overrides.yaml").is_file():
+            return k
+        return None
+
     try:
         deadline = time.time() + 600
-        # two trials done, the third started and in its folder: kill the sweep while trial 2
-        # runs (the study is polled too: on a loaded machine a folder can appear a trial late)
-        states: list[str] = []
-        while (
-            states != ["COMPLETE", "COMPLETE", "RUNNING"]
-            or not (first / "2" / ".hydra" / "overrides.yaml").is_file()
-        ):
+        # kill the sweep inside its third trial (or, on a slow poll, its fourth): the sweep is
+        # frozen (SIGSTOP, trials run in its process) and the study read again, so the trial
+        # killed is the one that was running, whatever the machine's load
+        while True:
             assert proc.poll() is None, (tmp_path / "first.err").read_text()[-3000:]
             assert time.time() < deadline, "the sweep did not reach its third trial"
-            assert len(states) <= 3, f"the sweep passed trial 2 between two polls: {states}"
+            if running() is not None:
+                proc.send_signal(signal.SIGSTOP)
+                killed = running()
+                if killed is not None:
+                    break
+                proc.send_signal(signal.SIGCONT)
             time.sleep(0.1)
-            if (first / "optuna.db").is_file():
-                try:
-                    study = optuna.load_study(study_name="resumable", storage=storage)
-                    states = [t.state.name for t in study.trials]
-                except Exception:  # the sweep is still creating the study's tables
-                    states = []
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    study = optuna.load_study(study_name="resumable", storage=storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "RUNNING"]
+    assert killed in (2, 3), f"the sweep ran past its last trial before the kill ({killed})"
 
     resumed = run_cli(
         "train.py",
@@ -344,18 +359,21 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Trial 2 was left running by a stopped sweep" in resumed.stdout + resumed.stderr
+    assert f"Trial {killed} was left running by a stopped sweep" in resumed.stdout + resumed.stderr
     trials = optuna.load_study(study_name="resumable", storage=storage).trials
     states = [t.state.name for t in trials]
-    # the killed trial failed, its parameters asked again as trial 3, one new trial: 4 in all
-    assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    assert ERROR not in trials[2].user_attrs and trials[3].user_attrs[RETRY_OF] == 2
-    assert trials[3].params == trials[2].params
-    assert sorted(p.name for p in second.iterdir() if p.name.isdigit()) == ["3", "4"]
-    for number, folder in ((0, first), (1, first), (3, second), (4, second)):
-        assert json.loads((folder / str(number) / "summary.json").read_text())["status"] == (
-            "completed"
-        )
+    # the killed trial failed, its parameters asked again as the next trial, then new trials up
+    # to 4 complete in all
+    assert states == ["COMPLETE"] * killed + ["FAIL"] + ["COMPLETE"] * (4 - killed)
+    retry = trials[killed + 1]
+    assert ERROR not in trials[killed].user_attrs and retry.user_attrs[RETRY_OF] == killed
+    assert retry.params == trials[killed].params
+    second_jobs = [str(n) for n in range(killed + 1, 5)]
+    assert sorted(p.name for p in second.iterdir() if p.name.isdigit()) == second_jobs
+    done = [f"first/{n}" for n in range(killed)] + [f"second/{n}" for n in second_jobs]
+    for job in done:
+        summary = json.loads((tmp_path / job / "summary.json").read_text())
+        assert summary["status"] == "completed", job
     results = yaml.safe_load((second / "optimization_results.yaml").read_text())
     assert results["n_trials"] == 4 and results["complete"] == 4
 
@@ -369,9 +387,9 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path: Path) -> None:
 
     board = run_cli("scripts/summarize_sweep.py", str(first), str(second))
     assert board.returncode == 0, board.stderr
-    for job in ("first/0", "first/1", "second/3", "second/4"):
+    for job in done:
         assert re.search(rf"\| \d \| {job} \|.*\| done \|", board.stdout), board.stdout
-    assert re.search(r"\|  \| first/2 \|.*\| unfinished \|", board.stdout), board.stdout
+    assert re.search(rf"\|  \| first/{killed} \|.*\| unfinished \|", board.stdout), board.stdout
 
 
 # -- n_trials over several sweep processes -------------------------------------------------

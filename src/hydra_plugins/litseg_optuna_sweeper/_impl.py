@@ -417,7 +417,8 @@ class OptunaSweeperImpl(Sweeper):
     @staticmethod
     def counts(trials: Sequence[Any]) -> list[Any]:
         """Which trials take a place among ``n_trials``: not the failed ones left by a stopped
-        sweep (asked again) or asked beyond the budget."""
+        sweep (asked again) or asked beyond the budget, nor the retries waiting to be asked
+        (counting those left a study whose last place went to a retry one trial short)."""
         return [t for t in trials if _counted(t)]
 
     # -- the loop -----------------------------------------------------------------------
@@ -589,6 +590,8 @@ class OptunaSweeperImpl(Sweeper):
 
 def _counted(frozen: Any) -> bool:
     """Whether a trial takes a place among n_trials (see ``OptunaSweeperImpl.counts``)."""
+    if frozen.state.name == "WAITING":  # a retry not asked yet: it takes its place when asked
+        return False
     if frozen.state.name != "FAIL":
         return True
     return ERROR in frozen.user_attrs
