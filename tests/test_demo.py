@@ -234,7 +234,7 @@ def _wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float
         if proc.poll() is not None:
             pytest.fail(f"demo.py exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=30) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):
@@ -249,6 +249,7 @@ def _fetch(url: str) -> bytes:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_browser_upload_returns_predict_py_mask(
     ckpt: Path, browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,7 +29,7 @@ from scripts.slurm_cluster import (
 from tests.helpers import ROOT, TINY, run_cli
 from tests.helpers.apt import apt_lock
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")
