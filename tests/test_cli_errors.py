@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from litseg.errors import ConfigError
+from litseg.evaluate import merge_training_config
 from litseg.runtime.entry import stored_group_overrides
 from litseg.runtime.resume import checkpoint_file, resolve_ckpt_path
 from tests.helpers import SHARED_DATA, TINY, run_cli, train_run
@@ -260,3 +262,22 @@ def test_stored_group_overrides() -> None:
     assert implied == ["inference=whole", "inference.tta=flip"]
     named = ["inference=slide", "inference.tta=flip"]
     assert stored_group_overrides(named, groups, {"inference": "whole"}) == named
+
+
+def test_a_changed_data_key_reaches_the_nested_keys_resolved_from_it() -> None:
+    # a checkpoint stores its config resolved: dataset.fold was ${data.fold}, saved as 4
+    stored = {
+        "root": "/old",
+        "fold": 4,
+        "num_folds": 5,
+        "dataset": {"_target_": "x.Membrane", "root": "/old", "fold": 4, "num_folds": 5},
+        "splits": {"test": {"fold": 3}},
+    }
+    cfg = OmegaConf.create({"data": {}})
+    merged = merge_training_config(cfg, {"data": stored}, ["data.fold=0"])
+    assert merged.data.fold == 0
+    assert merged.data.dataset.fold == 0
+    assert merged.data.splits.test.fold == 3  # it held another value: not from data.fold
+    assert merged.data.dataset.num_folds == 5
+    untouched = merge_training_config(cfg, {"data": stored}, ["+data.batch_size=2"])
+    assert untouched.data.dataset.fold == 4

@@ -163,6 +163,41 @@ def test_flip_tta_of_a_flip_equivariant_model_equals_the_plain_output() -> None:
             torch.testing.assert_close(flip_tta(model, x, tta), plain, rtol=0, atol=1e-5)
 
 
+class D4SymmetricConv(SymmetricConv):
+    """A conv whose kernels are also symmetric under transposition: D4-equivariant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.conv.weight
+        w = (w + w.flip(-1) + w.flip(-2) + w.flip(-1, -2)) / 4
+        w = (w + w.transpose(-2, -1)) / 2
+        return nn.functional.conv2d(x, w, self.conv.bias, padding=2)
+
+
+def test_d4_tta_of_a_d4_equivariant_model_equals_the_plain_output() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 33, 29)
+    with torch.no_grad():
+        model = D4SymmetricConv().eval()
+        torch.testing.assert_close(flip_tta(model, x, "d4"), model(x), rtol=0, atol=1e-5)
+        flip_only = SymmetricConv().eval()
+        assert (flip_tta(flip_only, x, "d4") - flip_only(x)).abs().max() > 1e-3
+
+
+def test_d4_tta_averages_the_eight_views_of_a_non_square_image(unet: UNet) -> None:
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        tta = infer(unet, x, stride=8, tta="d4")
+        views = []
+        for t in (False, True):
+            for dims in ((), (-1,), (-2,), (-2, -1)):
+                v = x.flip(dims) if dims else x
+                out = unet(v.transpose(-2, -1) if t else v)
+                out = out.transpose(-2, -1) if t else out
+                views.append(out.flip(dims) if dims else out)
+    assert tta.shape == (1, unet(x).shape[1], 32, 48)
+    torch.testing.assert_close(tta, torch.stack(views).mean(0))
+
+
 def test_flip_tta_changes_a_model_that_is_not_equivariant(unet: UNet) -> None:
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():

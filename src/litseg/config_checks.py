@@ -175,7 +175,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("inference.overlap", partial(check_number, low=0, high=1, high_open=True)),
     ("inference.weighting", partial(check_choice, choices=("gaussian", "constant"))),
     ("inference.window_batch_size", check_int),
-    ("inference.tta", partial(check_choice, choices=(None, "none", "flip", "hflip", "vflip"))),
+    (
+        "inference.tta",
+        partial(check_choice, choices=(None, "none", "flip", "hflip", "vflip", "d4")),
+    ),
     ("batch_size", check_int),  # predict.yaml: images per forward pass
     ("report.worst_k", partial(check_int, minimum=0)),  # eval.yaml
     ("report.batch_size", check_int),

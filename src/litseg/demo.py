@@ -48,7 +48,7 @@ from litseg.visualize import colorize
 log = logging.getLogger(__name__)
 
 INSTALL = 'pip install -e ".[demo]"'
-TTA_CHOICES = ("none", "flip", "hflip", "vflip")
+TTA_CHOICES = ("none", "flip", "hflip", "vflip", "d4")
 # the inference keys each mode reads (conf/inference/<mode>.yaml); the others are dropped
 MODE_KEYS = {
     "whole": ("stride",),

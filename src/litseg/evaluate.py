@@ -6,7 +6,7 @@ metrics) and ``worst/`` with the ``report.worst_k`` images of lowest IoU drawn a
 image | truth | prediction, listed in ``worst/worst.csv`` with their files. The report covers
 exactly the images the metrics saw (``trainer.limit_test_batches`` and the like included).
 
-``inference=whole|slide`` (with ``inference.tta=flip|hflip|vflip``) computes the logits as
+``inference=whole|slide`` (with ``inference.tta=flip|hflip|vflip|d4``) computes the logits as
 predict.py does (:func:`litseg.inference.infer`); without it the network sees each batch as
 in validation during training.
 """
@@ -81,6 +81,7 @@ def merge_training_config(
         node = OmegaConf.merge(stored, OmegaConf.from_dotlist(adjusted))
         if group == "data":
             _move_root(node.data, train_cfg["data"].get("root"))
+            _follow_changed_keys(node.data, train_cfg["data"])
         with open_dict(cfg):
             cfg[group] = node[group]
     return cfg
@@ -127,6 +128,35 @@ def _move_root(data: DictConfig, old_root: Any) -> None:
 
     move(data)
     data.root = new_root
+
+
+def _follow_changed_keys(data: DictConfig, stored: dict[str, Any]) -> None:
+    """Carry a changed top-level data key into the nested keys that were resolved from it.
+
+    The stored config is resolved, so ``dataset.fold: ${data.fold}`` was saved as ``fold: 4``:
+    ``data.fold=0`` would change ``data.fold`` alone and evaluate the old fold. A nested key of
+    the same name that held the old value takes the new one.
+    """
+    changed = {
+        key: (stored[key], data[key])
+        for key in data
+        if key != "root"
+        and key in stored
+        and not isinstance(stored[key], dict | list)
+        and stored[key] != data[key]
+    }
+
+    def follow(node: DictConfig) -> None:
+        for key in node:
+            value = node._get_node(key)
+            if isinstance(value, DictConfig):
+                follow(value)
+            elif key in changed and node[key] == changed[key][0]:
+                node[key] = changed[key][1]
+
+    for key in data:
+        if isinstance(data._get_node(key), DictConfig):
+            follow(data[key])
 
 
 def check_fits_model(cfg: DictConfig, train_cfg: dict[str, Any] | None) -> None:

@@ -21,7 +21,7 @@ from litseg.errors import ConfigError
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 MODES = ("whole", "slide")
-TTAS = (None, "none", "flip", "hflip", "vflip")
+TTAS = (None, "none", "flip", "hflip", "vflip", "d4")
 WEIGHTINGS = ("gaussian", "constant")
 OOM_MARKERS = ("out of memory", "can't allocate memory")
 
@@ -172,11 +172,30 @@ def slide(
     return out[..., dh // 2 : dh // 2 + h0, dw // 2 : dw // 2 + w0]
 
 
+def _d4_views() -> list[tuple[bool, tuple[int, ...]]]:
+    """The eight symmetries of a square: each (transpose?, flipped dims), identity first."""
+    return [(t, dims) for t in (False, True) for dims in ((), (-1,), (-2,), (-2, -1))]
+
+
 def flip_tta(predict: Model, images: torch.Tensor, tta: str | None = "flip") -> torch.Tensor:
-    """Mean logits over the identity and flipped copies (flip: horizontal and vertical)."""
+    """Mean logits over the identity and flipped copies.
+
+    flip: horizontal and vertical; hflip / vflip: one of them; d4: the eight flips and
+    transposes of the dihedral group (for imagery with no up or down, such as EM slices or
+    aerial tiles; a transposed H x W image is W x H, which fully convolutional models take).
+    """
     check_choice(tta, "inference.tta", TTAS)
     if tta in (None, "none"):
         return predict(images)
+    if tta == "d4":
+        total = predict(images)
+        for transpose, dims in _d4_views()[1:]:
+            view = images.flip(dims) if dims else images
+            view = view.transpose(-2, -1) if transpose else view
+            out = predict(view)
+            out = out.transpose(-2, -1) if transpose else out
+            total = total + (out.flip(dims) if dims else out)
+        return total / 8
     dims = {"flip": [[-1], [-2]], "hflip": [[-1]], "vflip": [[-2]]}[tta]
     total = predict(images)
     for d in dims:
