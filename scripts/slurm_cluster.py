@@ -47,24 +47,30 @@ def missing_commands() -> list[str]:
     return [c for c in COMMANDS if shutil.which(c) is None and not Path("/usr/sbin", c).exists()]
 
 
-def install_packages(timeout: float = 600) -> None:
-    """``apt-get update`` and ``apt-get install`` Debian's SLURM and munge packages (root only)."""
-    if os.geteuid() != 0:
-        raise ClusterError("installing slurmctld/slurmd/munge needs root (apt-get)")
-    if shutil.which("apt-get") is None:
-        raise ClusterError("no apt-get: install slurmctld, slurmd, slurm-client and munge yourself")
+def install_packages(
+    packages: tuple[str, ...] = PACKAGES, timeout: float = 600, recommends: bool = False
+) -> None:
+    """``apt-get update`` and ``apt-get install`` Debian packages (SLURM's and munge by
+    default), as root or through ``sudo -n``; a ClusterError says in one line why not."""
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise ClusterError(f"no apt-get: install {', '.join(packages)} yourself")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if sudo and shutil.which("sudo") is None:
+        raise ClusterError(f"installing {', '.join(packages)} needs root (apt-get) and no sudo")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    extra = [] if recommends else ["--no-install-recommends"]
     for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        [*sudo, apt, "update", "-qq"],
+        [*sudo, apt, "install", "-y", "-qq", *extra, *packages],
     ):
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise ClusterError(f"{' '.join(cmd)} took more than {timeout:.0f} s") from exc
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ClusterError(f"{' '.join(cmd)} failed: {exc}") from exc
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-            raise ClusterError(f"{' '.join(cmd)} failed: {tail[0]}")
+            raise ClusterError(f"{' '.join(cmd)} failed ({proc.returncode}): {tail[0]}")
 
 
 def _sbin(name: str) -> str:

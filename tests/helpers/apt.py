@@ -5,13 +5,12 @@ side by side (``pytest -n``) install one at a time under :func:`apt_lock`.
 """
 
 import fcntl
-import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from scripts.slurm_cluster import ClusterError, install_packages
 
 LOCK_FILE = Path(tempfile.gettempdir()) / "litseg-tests-apt.lock"
 
@@ -28,24 +27,11 @@ def apt_lock() -> Iterator[None]:
 
 
 def apt_install(*packages: str, timeout: float = 900) -> str | None:
-    """``apt-get update`` and ``apt-get install -y packages`` as root (or through ``sudo -n``);
+    """Install Debian packages under the tests' apt lock (with their recommended packages);
     None when done, else why not, in one line."""
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return f"no apt-get to install {', '.join(packages)}"
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if sudo and shutil.which("sudo") is None:
-        return f"installing {', '.join(packages)} needs root (apt-get) and there is no sudo"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with apt_lock():
-        for args in (["update", "-qq"], ["install", "-y", "-qq", *packages]):
-            try:
-                done = subprocess.run(
-                    [*sudo, apt, *args], env=env, capture_output=True, text=True, timeout=timeout
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return f"apt-get {args[0]} failed: {exc}"
-            if done.returncode != 0:
-                last = ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1]
-                return f"apt-get {args[0]} failed ({done.returncode}): {last}"
+        try:
+            install_packages(packages, timeout=timeout, recommends=True)
+        except ClusterError as exc:
+            return str(exc)
     return None
