@@ -1,7 +1,12 @@
-"""Draw image | truth | prediction rows for a checkpoint: the README's picture.
+"""Draw image | truth | prediction rows for a checkpoint: the README's pictures.
 
     python scripts/render_predictions.py --ckpt logs/train/runs/<run>/checkpoints/last.ckpt \
         --out docs/images/shapes_predictions.png --n 6
+
+Each image is predicted whole at its own size (padded to the model's stride, as eval.py's
+``inference=whole`` does), so frames such as CamVid's 480x360 work; ``--indices 3 40 77``
+picks the images, ``--tta flip|hflip|vflip|d4`` averages flipped copies. Ignored pixels of
+the truth are white.
 """
 
 import argparse
@@ -9,7 +14,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -18,6 +22,7 @@ os.environ.setdefault("LITSEG_ROOT", str(Path(__file__).resolve().parents[1]))
 from litseg.builders import build_datamodule, build_module  # noqa: E402
 from litseg.checkpoint import load_checkpoint, training_config  # noqa: E402
 from litseg.errors import ConfigError  # noqa: E402
+from litseg.inference import TTAS, infer, model_stride  # noqa: E402
 from litseg.visualize import colorize, default_palette, grid  # noqa: E402
 
 
@@ -27,6 +32,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--n", type=int, default=6, help="number of images")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--indices", type=int, nargs="+", help="which images (default: first n)")
+    parser.add_argument("--tta", default=None, choices=[t for t in TTAS if t])
     parser.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling")
     args = parser.parse_args()
 
@@ -41,13 +48,16 @@ def main() -> None:
     module.eval()
     dataset = datamodule.build(args.split)
     palette = np.asarray(cfg.data.get("palette") or default_palette(cfg.data.num_classes))
+    ignore = cfg.data.get("ignore_index")
+    stride = model_stride(module.net)
     rows = []
-    for index in range(args.n):
+    for index in args.indices or range(args.n):
         image, truth = dataset.raw(index)
-        with torch.no_grad():
-            logits = module(dataset[index]["image"][None])
+        logits = infer(module, dataset[index]["image"][None], stride=stride, tta=args.tta)
         pred = (logits.argmax(1) if cfg.data.task == "multiclass" else logits[:, 0] > 0)[0]
-        rows.append([image, colorize(truth, palette), colorize(pred.numpy(), palette)])
+        rows.append(
+            [image, colorize(truth, palette, ignore), colorize(pred.numpy().astype(int), palette)]
+        )
     picture = grid(rows)
     Image.fromarray(picture).resize(
         (picture.shape[1] * args.scale, picture.shape[0] * args.scale), Image.NEAREST
