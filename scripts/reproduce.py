@@ -32,7 +32,7 @@ was written, so rerun and correct these figures once one is.
 - Levers: trainer=gpu with bf16-mixed (tensor cores), trainer.benchmark=true (cuDNN picks
   kernels once: the crop and validation sizes are fixed), 10 loader workers (16-core host),
   larger evaluation batches (CamVid 16, membrane 6: the metrics do not change). The training
-  batch stays the recipe's (8 CamVid, 4 membrane_unet/smp, 8 membrane_cpu): a larger one cuts
+  batch stays the recipe's (8 CamVid, 4 membrane_unet/smp/cpu): a larger one cuts
   step overhead but changes the optimisation (fewer updates at the same learning rate), and the
   estimate fits without it. ``--override data.batch_size=16`` tries it.
 - A time cap per recipe (``++trainer.max_time``) bounds the worst case at 37 min of training

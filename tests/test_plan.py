@@ -126,8 +126,8 @@ def test_membrane_plan_is_deterministic_and_trains(tmp_path: Path) -> None:
     )
     recipe = yaml.safe_load(path.read_text())
     defaults = {k.split("/")[1]: v for d in recipe["defaults"] for k, v in d.items()}
-    # the hand-made membrane_cpu's choices, reached from the data: Dice + BCE (membrane is
-    # ~22 % of the pixels), strong augmentation (24 images), 256 px crops
+    # choices reached from the data: Dice + BCE (membrane is ~22 % of the pixels), strong
+    # augmentation (24 images), 256 px crops
     assert defaults["loss"] == "dice_bce" and defaults["augment"] == "strong"
     assert recipe["data"]["crop_size"] == 256
     assert recipe["monitor"]["metric"] == "val/dice"
