@@ -75,6 +75,8 @@ class Recipe:
     pct_start: float = 0.3
     div_factor: float = 25.0
     final_div_factor: float = 1.0e4
+    # cross-entropy class weights (sky ... bicyclist), or None for unweighted
+    class_weights: tuple[float, ...] | None = None
 
 
 RECIPE = Recipe()
@@ -216,6 +218,10 @@ def run_reference(
     def autocast() -> torch.autocast:
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16)
 
+    weights = None
+    if RECIPE.class_weights is not None:
+        weights = torch.tensor(RECIPE.class_weights, device=dev)
+
     losses = []
     for _ in range(epochs):
         model.train()
@@ -225,7 +231,9 @@ def run_reference(
             x = batch["image"].to(dev, non_blocking=True).contiguous(memory_format=memory_format)
             y = batch["mask"].to(dev, non_blocking=True)
             with autocast():
-                loss = F.cross_entropy(model(x), y, ignore_index=VOID)
+                logits = model(x)
+                w = None if weights is None else weights.to(logits.dtype)
+                loss = F.cross_entropy(logits, y, weight=w, ignore_index=VOID)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -5,8 +5,9 @@
 
 Each image is predicted whole at its own size (padded to the model's stride, as eval.py's
 ``inference=whole`` does), so frames such as CamVid's 480x360 work; ``--indices 3 40 77``
-picks the images, ``--tta flip|hflip|vflip|d4`` averages flipped copies. Ignored pixels of
-the truth are white.
+picks the images, ``--tta flip|hflip|vflip|d4`` averages flipped copies, ``--max-width``
+shrinks the picture and an ``--out`` ending in .jpg writes a JPEG. Ignored pixels of the truth
+are white.
 """
 
 import argparse
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--indices", type=int, nargs="+", help="which images (default: first n)")
     parser.add_argument("--tta", default=None, choices=[t for t in TTAS if t])
     parser.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling")
+    parser.add_argument("--max-width", type=int, default=None, help="downscale to this width")
     args = parser.parse_args()
 
     checkpoint = load_checkpoint(args.ckpt, "--ckpt")
@@ -58,10 +60,14 @@ def main() -> None:
         rows.append(
             [image, colorize(truth, palette, ignore), colorize(pred.numpy().astype(int), palette)]
         )
-    picture = grid(rows)
-    Image.fromarray(picture).resize(
-        (picture.shape[1] * args.scale, picture.shape[0] * args.scale), Image.NEAREST
-    ).save(args.out)
+    picture = Image.fromarray(grid(rows))
+    picture = picture.resize(
+        (picture.width * args.scale, picture.height * args.scale), Image.NEAREST
+    )
+    if args.max_width and picture.width > args.max_width:
+        height = round(picture.height * args.max_width / picture.width)
+        picture = picture.resize((args.max_width, height), Image.LANCZOS)
+    picture.save(args.out, quality=85)  # quality: JPEG only (.jpg keeps EM noise small)
     print(f"wrote {args.out}")
 
 

@@ -39,6 +39,16 @@ def test_rows_of_image_truth_and_prediction(odd_size_ckpt: Path, tmp_path: Path,
         assert {tuple(c) for c in pred} <= palette
 
 
+def test_max_width_and_jpeg(odd_size_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred.jpg"
+    args = ["--ckpt", str(odd_size_ckpt), "--out", str(out), "--n", "2", "--max-width", "91"]
+    run = run_cli("scripts/render_predictions.py", *args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with Image.open(out) as picture:
+        assert picture.format == "JPEG"
+        assert picture.size == (91, round(2 * (2 * SIZE + 2) * 91 / (2 * (3 * SIZE + 4))))
+
+
 def test_a_checkpoint_that_is_not_one_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "x.ckpt"
     bad.write_text("not a checkpoint")

@@ -146,7 +146,9 @@ def test_parity_reference_follows_the_camvid_cpu_recipe(tmp_path: Path) -> None:
         cfg.scheduler.div_factor,
         cfg.scheduler.final_div_factor,
     )
-    assert cfg.loss._target_.endswith("CrossEntropyLoss") and cfg.loss.class_weights is None
+    assert cfg.loss._target_.endswith("CrossEntropyLoss")
+    weights = cfg.loss.class_weights
+    assert recipe.class_weights == (None if weights is None else tuple(weights))
     assert cfg.loss.label_smoothing == 0.0 and cfg.loss.ignore_index == parity_camvid.VOID
     assert (cfg.model.arch, cfg.model.encoder, cfg.model.pretrained) == ("Unet", "resnet18", False)
     # the hand-written train pipeline is litseg's, transform by transform
