@@ -20,7 +20,7 @@ def coded_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
-@pytest.mark.parametrize("preset", ["none", "basic", "strong"])
+@pytest.mark.parametrize("preset", ["none", "basic", "strong", "em"])
 def test_masks_stay_aligned_with_images(make_cfg, preset) -> None:
     cfg = make_cfg("data=camvid", f"augment={preset}", "data.crop_size=128", tiny=False)
     train, evaluate = instantiate(cfg.augment.train), instantiate(cfg.augment.eval)
