@@ -21,13 +21,13 @@ was written, so rerun and correct these figures once one is.
   37.8 at 320x320 crops (63.6 at 480x360), camvid_smp and camvid_cpu 17.2 (30.9),
   membrane_unet 24.1 at 256x256 (96.3 at 512x512), membrane_smp 10.6 (42.4), membrane_cpu 6.0
   (24.1); training is ~3x forward. camvid_unet: 120 epochs x 360 images x 113 GFLOP = 4.9
-  PFLOP; camvid_smp 2.2, camvid_cpu 1.1, each membrane recipe < 0.4 (24 training slices an
-  epoch), all validations ~1.5: ~10 PFLOP, 3-6 minutes at the 30-60 TFLOP/s that bf16
+  PFLOP; camvid_smp 2.2, camvid_cpu 1.8, each membrane recipe < 0.4 (24 training slices an
+  epoch), all validations ~1.5: ~11 PFLOP, 3-6 minutes at the 30-60 TFLOP/s that bf16
   convolutions this narrow reach on an H100.
-- Overheads are the limit: 17,100 optimizer steps (CamVid 5,400 + 5,400 + 2,700, membrane
-  3 x 1,200) at ~15-25 ms of Lightning, optimizer and logging each = 4-7 min; 1,100 epochs
-  with their validation, last.ckpt write (90-170 MB) and loader hand-over at ~0.5-1 s = 9-18
-  min; process start and dataset checks ~30 s a recipe = 3 min. CamVid decoding and
+- Overheads are the limit: 18,800 optimizer steps (CamVid 5,400 + 5,400 + 4,400, membrane
+  1,200 + 1,200 + 1,800) at ~15-25 ms of Lightning, optimizer and logging each = 4-7 min;
+  1,150 epochs with their validation, last.ckpt write (90-170 MB) and loader hand-over at
+  ~0.5-1 s = 9-18 min; process start and dataset checks ~30 s a recipe = 3 min. CamVid decoding and
   augmentation (~6 ms an image) on 10 workers stays ahead of the GPU. Expected: 20-30 min.
 - Levers: trainer=gpu with bf16-mixed (tensor cores), trainer.benchmark=true (cuDNN picks
   kernels once: the crop and validation sizes are fixed), 10 loader workers (16-core host),
@@ -35,8 +35,8 @@ was written, so rerun and correct these figures once one is.
   batch stays the recipe's (8 CamVid, 4 membrane_unet/smp/cpu): a larger one cuts
   step overhead but changes the optimisation (fewer updates at the same learning rate), and the
   estimate fits without it. ``--override data.batch_size=16`` tries it.
-- A time cap per recipe (``++trainer.max_time``) bounds the worst case at 37 min of training
-  plus ~3 min of starts: camvid_unet 9, camvid_smp 8, camvid_cpu 5 and each membrane recipe 5
+- A time cap per recipe (``++trainer.max_time``) bounds the worst case at 39 min of training
+  plus ~3 min of starts: camvid_unet 9, camvid_smp 8, camvid_cpu 7 and each membrane recipe 5
   minutes. A capped run is recorded as "N of M (time cap)"; its schedule did not finish, so
   rerun it with --no-time-cap before quoting it as the recipe's result.
 """
