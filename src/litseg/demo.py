@@ -33,7 +33,7 @@ from litseg.builders import require
 from litseg.config_checks import check_number, check_run_config, check_window
 from litseg.errors import ConfigError, LitsegError
 from litseg.extras import require_extra
-from litseg.inference import MODES
+from litseg.inference import MODES, TTAS
 from litseg.predict import (
     Predictor,
     load_predictor,
@@ -48,7 +48,7 @@ from litseg.visualize import colorize
 log = logging.getLogger(__name__)
 
 INSTALL = 'pip install -e ".[demo]"'
-TTA_CHOICES = ("none", "flip", "hflip", "vflip", "d4")
+TTA_CHOICES = tuple(t for t in TTAS if t is not None)
 # the inference keys each mode reads (conf/inference/<mode>.yaml); the others are dropped
 MODE_KEYS = {
     "whole": ("stride",),

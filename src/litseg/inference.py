@@ -172,9 +172,14 @@ def slide(
     return out[..., dh // 2 : dh // 2 + h0, dw // 2 : dw // 2 + w0]
 
 
-def _d4_views() -> list[tuple[bool, tuple[int, ...]]]:
-    """The eight symmetries of a square: each (transpose?, flipped dims), identity first."""
-    return [(t, dims) for t in (False, True) for dims in ((), (-1,), (-2,), (-2, -1))]
+# each TTA as its views: (transpose?, flipped dims), the identity first
+_FLIPS = ((), (-1,), (-2,), (-2, -1))
+TTA_VIEWS: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {
+    "flip": ((False, ()), (False, (-1,)), (False, (-2,))),
+    "hflip": ((False, ()), (False, (-1,))),
+    "vflip": ((False, ()), (False, (-2,))),
+    "d4": tuple((t, dims) for t in (False, True) for dims in _FLIPS),
+}
 
 
 def flip_tta(predict: Model, images: torch.Tensor, tta: str | None = "flip") -> torch.Tensor:
@@ -187,20 +192,14 @@ def flip_tta(predict: Model, images: torch.Tensor, tta: str | None = "flip") -> 
     check_choice(tta, "inference.tta", TTAS)
     if tta in (None, "none"):
         return predict(images)
-    if tta == "d4":
-        total = predict(images)
-        for transpose, dims in _d4_views()[1:]:
-            view = images.flip(dims) if dims else images
-            view = view.transpose(-2, -1) if transpose else view
-            out = predict(view)
-            out = out.transpose(-2, -1) if transpose else out
-            total = total + (out.flip(dims) if dims else out)
-        return total / 8
-    dims = {"flip": [[-1], [-2]], "hflip": [[-1]], "vflip": [[-2]]}[tta]
+    views = TTA_VIEWS[tta]
     total = predict(images)
-    for d in dims:
-        total = total + predict(images.flip(d)).flip(d)
-    return total / (len(dims) + 1)
+    for transpose, dims in views[1:]:
+        view = images.flip(dims) if dims else images
+        out = predict(view.transpose(-2, -1) if transpose else view)
+        out = out.transpose(-2, -1) if transpose else out
+        total = total + (out.flip(dims) if dims else out)
+    return total / len(views)
 
 
 @torch.no_grad()
