@@ -17,6 +17,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,19 @@ def _check_stored_key(stored: DictConfig, override: str, group: str) -> None:
     )
 
 
+def _replace_leaves(node: DictConfig | ListConfig, replace: Callable[[Any, Any], Any]) -> None:
+    """Set every leaf of ``node`` (nested dicts and lists) to ``replace(key, value)``."""
+    for key in list(node.keys()) if isinstance(node, DictConfig) else range(len(node)):
+        value = node._get_node(key)
+        if isinstance(value, DictConfig | ListConfig):
+            _replace_leaves(value, replace)
+        else:
+            old = node[key]
+            new = replace(key, old)
+            if new != old:
+                node[key] = new
+
+
 def _move_root(data: DictConfig, old_root: Any) -> None:
     """Give every stored path under the training ``data.root`` the new ``data.root``."""
     new_root = data.get("root")
@@ -118,15 +132,12 @@ def _move_root(data: DictConfig, old_root: Any) -> None:
     new_root = str(new_root)
     old = old_root.rstrip("/")
 
-    def move(node: Any) -> None:
-        for key in list(node.keys()) if isinstance(node, DictConfig) else range(len(node)):
-            value = node[key]
-            if isinstance(value, DictConfig | ListConfig):
-                move(value)
-            elif isinstance(value, str) and (value == old or value.startswith(old + "/")):
-                node[key] = new_root.rstrip("/") + value[len(old) :]
+    def move(_key: Any, value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            return new_root.rstrip("/") + value[len(old) :]
+        return value
 
-    move(data)
+    _replace_leaves(data, move)
     data.root = new_root
 
 
@@ -146,17 +157,12 @@ def _follow_changed_keys(data: DictConfig, stored: dict[str, Any]) -> None:
         and stored[key] != data[key]
     }
 
-    def follow(node: DictConfig) -> None:
-        for key in node:
-            value = node._get_node(key)
-            if isinstance(value, DictConfig):
-                follow(value)
-            elif key in changed and node[key] == changed[key][0]:
-                node[key] = changed[key][1]
+    def follow(key: Any, value: Any) -> Any:
+        return changed[key][1] if key in changed and value == changed[key][0] else value
 
     for key in data:
         if isinstance(data._get_node(key), DictConfig):
-            follow(data[key])
+            _replace_leaves(data[key], follow)
 
 
 def check_fits_model(cfg: DictConfig, train_cfg: dict[str, Any] | None) -> None:
