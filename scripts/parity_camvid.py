@@ -54,6 +54,8 @@ from litseg.hardware import cpu_has_native_bf16
 ROOT = Path(__file__).resolve().parents[1]
 
 DATA_CONF = OmegaConf.load(ROOT / "conf" / "data" / "camvid.yaml")
+# the recipe's cross-entropy class weights (sky ... bicyclist), read where they are set
+_WEIGHTS = OmegaConf.load(ROOT / "conf" / "experiment" / "camvid_cpu.yaml").loss.class_weights
 MEAN = [float(v) for v in DATA_CONF.mean]
 STD = [float(v) for v in DATA_CONF.std]
 NUM_CLASSES = int(DATA_CONF.num_classes)
@@ -75,19 +77,9 @@ class Recipe:
     pct_start: float = 0.3
     div_factor: float = 25.0
     final_div_factor: float = 1.0e4
-    # cross-entropy class weights (sky ... bicyclist), or None for unweighted
+    # cross-entropy class weights, or None for unweighted
     class_weights: tuple[float, ...] | None = (
-        0.509,
-        0.427,
-        2.136,
-        0.376,
-        0.951,
-        0.619,
-        3.106,
-        1.357,
-        0.826,
-        2.500,
-        2.713,
+        None if _WEIGHTS is None else tuple(float(w) for w in _WEIGHTS)
     )
 
 
