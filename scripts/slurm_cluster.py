@@ -9,8 +9,9 @@ Debian's packages (``slurmctld slurmd slurm-client munge``; ``--install`` runs `
 update`` and ``apt-get install`` for them) started with everything of theirs in one folder:
 a fresh munge key and socket, ``etc/slurm.conf`` (localhost, this machine's CPUs and memory,
 free ports, ``select/cons_tres``, ``proctrack/linuxproc`` and ``task/none`` so no cgroups are
-needed, ``JobRequeue=1``), state, spool, logs and pid files. Nothing under /etc or /run is
-touched; client commands find the cluster through ``SLURM_CONF``. ``up`` returns once
+needed, ``JobRequeue=1``, a 10 s credential lifetime so that a requeued job starts again
+after 11 s instead of 2 minutes), state, spool, logs and pid files. Nothing under /etc or /run
+is touched; client commands find the cluster through ``SLURM_CONF``. ``up`` returns once
 ``sinfo`` shows the node idle; ``down`` cancels the jobs, stops the daemons by their pid files
 and removes the folder (``--keep`` keeps it, e.g. for the logs).
 
@@ -35,6 +36,8 @@ from pathlib import Path
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 COMMANDS = ("munged", "mungekey", "slurmctld", "slurmd", "sinfo", "sbatch", "scontrol", "squeue")
 PARTITION = "debug"
+# job credential lifetime: also how long SLURM holds a requeued job before restarting it
+CRED_EXPIRE_S = 10
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "litseg-slurm"
 
 
@@ -175,7 +178,8 @@ SlurmUser={user}
 SlurmdUser={user}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.socket}
+# a requeued job waits cred_expire + 1 s before it starts again (SLURM's default: 120 s)
+AuthInfo=socket={self.socket},cred_expire={CRED_EXPIRE_S}
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
 SlurmctldPidFile={root}/run/slurmctld.daemon.pid

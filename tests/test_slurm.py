@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from scripts.slurm_cluster import (
+    CRED_EXPIRE_S,
     PARTITION,
     ClusterError,
     SlurmCluster,
@@ -71,6 +72,20 @@ def _job_state(cluster: SlurmCluster, job: str) -> dict[str, str]:
     """``scontrol show job``'s fields (JobState, Restarts, NodeList, ...)."""
     out = cluster.run("scontrol", "-o", "show", "job", job)
     return dict(f.split("=", 1) for f in out.split() if "=" in f)
+
+
+def _job_log(cluster: SlurmCluster, job: str) -> str:
+    """The daemons' log lines about ``job`` (why it failed, was requeued or held)."""
+    lines = []
+    for name in ("slurmctld.log", "slurmd.log"):
+        path = cluster.logs / name
+        if path.is_file():
+            lines += [
+                f"{name}: {x}"
+                for x in path.read_text(errors="replace").splitlines()
+                if f"JobId={job} " in x + " " or f"job {job} " in x + " " or f"{job}.batch" in x
+            ]
+    return "\n".join(lines[-40:])
 
 
 def _wait(what: str, until: Callable[[], Any], timeout: float, poll: float = 0.2) -> Any:
@@ -199,35 +214,29 @@ def test_a_preempted_job_checkpoints_requeues_and_resumes_to_the_same_end(
         # first epoch is checkpointed (so litseg's handler is in place)
         _wait("the first last.ckpt", lambda: list(runs.glob("*/checkpoints/last.ckpt")), 180)
         slurm_env.run("scancel", "--signal=USR1", job)
-        # litseg checkpoints, runs `scontrol requeue`, and the job waits for its begin time;
-        # SLURM holds a requeued job for 2 minutes, which the test skips
-        _wait(
-            "the requeued job",
-            lambda: (
-                _job_state(slurm_env, job)["Restarts"] == "1"
-                and _job_state(slurm_env, job)["JobState"] == "PENDING"
-            ),
-            60,
-        )
-        slurm_env.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+        # litseg checkpoints and runs `scontrol requeue`; SLURM ends the job's steps and starts
+        # the job again once the requeue hold (the cluster's cred_expire + 1 s) has passed. (A
+        # test that released the hold at once raced slurmd's revocation of the old credential.)
+        _wait("the requeue", lambda: _job_state(slurm_env, job)["Restarts"] == "1", 60)
         for logs, name in ((preempted, "preempted"), (reference, "reference")):
             _wait(
                 f"the {name} job to end",
-                lambda logs=logs: (
-                    _job_state(slurm_env, jobs[logs])["JobState"]
-                    not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")
-                ),
-                180,
+                lambda logs=logs: _job_state(slurm_env, jobs[logs])["JobState"] not in ACTIVE,
+                180 + CRED_EXPIRE_S,
             )
-    except AssertionError:
+    except AssertionError as exc:
         out = "\n".join(p.read_text()[-2000:] for p in preempted.glob("slurm-*.out"))
-        raise AssertionError(f"job output:\n{out}") from None
+        raise AssertionError(
+            f"{exc}\njob output:\n{out}\nlogs:\n{_job_log(slurm_env, job)}"
+        ) from None
     finally:
         slurm_env.run("scancel", *jobs.values(), check=False)
 
     output = (preempted / f"slurm-{job}.out").read_text()
     state = _job_state(slurm_env, job)
-    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", (state, output[-3000:])
+    assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", (
+        f"{state}\njob output:\n{output[-3000:]}\nlogs:\n{_job_log(slurm_env, job)}"
+    )
     assert "SIGUSR1 received" in output and "Requeued SLURM job" in output, output[-3000:]
     first, second = sorted(runs.iterdir())
     stopped = json.loads((first / "summary.json").read_text())
