@@ -237,10 +237,14 @@ def test_a_preempted_job_checkpoints_requeues_and_resumes_to_the_same_end(
     assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", (
         f"{state}\njob output:\n{output[-3000:]}\nlogs:\n{_job_log(slurm_env, job)}"
     )
-    assert "SIGUSR1 received" in output and "Requeued SLURM job" in output, output[-3000:]
+    # The first start's own record of the stop is its summary.json: SLURM ends the job step as
+    # the requeue goes through, and srun may drop the step's last lines on their way to
+    # slurm-<job>.out (seen in CI: "litseg: interrupted: SIGUSR1 received ..." missing there).
+    # Restarts=1 is litseg's `scontrol requeue`: nothing else requeues the job.
     first, second = sorted(runs.iterdir())
     stopped = json.loads((first / "summary.json").read_text())
     assert stopped["status"] == "interrupted" and 0 < stopped["global_step"] < 12, stopped
+    assert stopped["error"].startswith("SIGUSR1 received"), stopped
     resumed = json.loads((second / "summary.json").read_text())
     assert resumed["status"] == "completed" and resumed["epochs"] == 3
     assert resumed["history"][-1]["status"] == "interrupted"
