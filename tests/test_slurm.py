@@ -88,6 +88,13 @@ def _job_log(cluster: SlurmCluster, job: str) -> str:
     return "\n".join(lines[-40:])
 
 
+def _job_report(cluster: SlurmCluster, job: str, logs: Path) -> str:
+    """What a failed assertion shows: the end of the job's output file and its daemon log lines."""
+    out = logs / f"slurm-{job}.out"
+    text = out.read_text()[-3000:] if out.is_file() else "(no output file)"
+    return f"job output:\n{text}\nlogs:\n{_job_log(cluster, job)}"
+
+
 def _wait(what: str, until: Callable[[], Any], timeout: float, poll: float = 0.2) -> Any:
     """Poll ``until()`` until it is truthy; return it, or fail naming ``what``."""
     deadline = time.monotonic() + timeout
@@ -225,21 +232,18 @@ def test_a_preempted_job_checkpoints_requeues_and_resumes_to_the_same_end(
                 180 + CRED_EXPIRE_S,
             )
     except AssertionError as exc:
-        out = "\n".join(p.read_text()[-2000:] for p in preempted.glob("slurm-*.out"))
-        raise AssertionError(
-            f"{exc}\njob output:\n{out}\nlogs:\n{_job_log(slurm_env, job)}"
-        ) from None
+        raise AssertionError(f"{exc}\n{_job_report(slurm_env, job, preempted)}") from None
     finally:
         slurm_env.run("scancel", *jobs.values(), check=False)
 
-    output = (preempted / f"slurm-{job}.out").read_text()
     state = _job_state(slurm_env, job)
     assert state["JobState"] == "COMPLETED" and state["Restarts"] == "1", (
-        f"{state}\njob output:\n{output[-3000:]}\nlogs:\n{_job_log(slurm_env, job)}"
+        f"{state}\n{_job_report(slurm_env, job, preempted)}"
     )
     # The first start's own record of the stop is its summary.json: SLURM ends the job step as
     # the requeue goes through, and srun may drop the step's last lines on their way to
-    # slurm-<job>.out (seen in CI: "litseg: interrupted: SIGUSR1 received ..." missing there).
+    # slurm-<job>.out (seen in a full `make test`: "litseg: interrupted: SIGUSR1 received ..."
+    # missing there).
     # Restarts=1 is litseg's `scontrol requeue`: nothing else requeues the job.
     first, second = sorted(runs.iterdir())
     stopped = json.loads((first / "summary.json").read_text())
